@@ -1,0 +1,4 @@
+//! (being written)
+pub struct Container;
+pub struct ContainerState;
+pub enum Status {}

@@ -1,0 +1,11 @@
+//! Data shared by every berth crate: identifiers, error kinds and the small value types that cross
+//! the seams between the runtime, image store, network and engine.
+//!
+//! This crate imports nothing of ours and does no I/O: it must stay cheap to compile and safe to
+//! depend on from everywhere.
+
+pub mod id;
+pub mod kind;
+
+pub use id::{ContainerId, IdError};
+pub use kind::ErrorKind;
