@@ -1,1 +1,231 @@
-//! (being written)
+//! The container's init: the code that runs in the cloned child, from clone to execve. It joins
+//! namespaces, builds the root filesystem, waits for `start`, and becomes the user's process.
+//!
+//! It runs single-threaded in a forked copy of the runtime: no threads, no tracing, no locks held
+//! across the fork. It is non-dumpable until execve, so the container cannot reach the runtime's
+//! memory or binary through /proc/PID (CVE-2019-5736).
+
+pub mod process;
+pub mod rootfs;
+pub mod sync;
+
+use std::os::unix::ffi::OsStrExt;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::Hook;
+
+use crate::cgroups::CgroupMount;
+use crate::error::{Result, RuntimeError};
+use crate::plan::{DeviceNode, MountOp, NsPlan};
+use process::ProcessPlan;
+use sync::{Channel, Msg};
+
+/// Everything the init needs, prepared by the runtime before clone.
+pub struct InitConfig {
+    pub rootfs: PathBuf,
+    pub ns: NsPlan,
+    /// Open namespace files to join, in join order.
+    pub join_fds: Vec<(String, OwnedFd)>,
+    pub propagation: libc::c_ulong,
+    pub mounts: Vec<MountOp>,
+    pub devices: Vec<DeviceNode>,
+    pub cgroup_mounts: Vec<CgroupMount>,
+    pub masked: Vec<PathBuf>,
+    pub readonly_paths: Vec<PathBuf>,
+    pub readonly_root: bool,
+    pub hostname: Option<String>,
+    pub domainname: Option<String>,
+    pub sysctls: Vec<(String, String)>,
+    pub process: ProcessPlan,
+    /// The runc console socket, already connected by the runtime.
+    pub console_socket: Option<OwnedFd>,
+    /// The container's state directory, holding exec.fifo; None for `run` without the fifo.
+    pub state_dir: Option<OwnedFd>,
+    pub no_pivot: bool,
+    pub no_new_keyring: bool,
+    /// The parent waits to run createRuntime/prestart hooks between mounts and pivot_root.
+    pub parent_hooks: bool,
+    pub create_container_hooks: Vec<Hook>,
+    pub start_container_hooks: Vec<Hook>,
+    /// The state JSON hooks receive on stdin (pid filled in by the child).
+    pub hook_state: serde_json::Value,
+}
+
+/// The init's entry point in the child; never returns.
+pub fn run(cfg: InitConfig, chan: Channel) -> ! {
+    let e = match setup(&cfg, &chan) {
+        Ok(e) | Err(e) => e,
+    };
+    let _ = chan.send(&Msg::Error(e.to_string()));
+    // After "created" the parent may be gone; say it where the container's output goes too.
+    let _ = sys_write_stderr(&format!("berth-runc init: {e}\n"));
+    crate::sys::exit_now(127)
+}
+
+fn sys_write_stderr(s: &str) -> std::io::Result<()> {
+    crate::sys::write_all(rustix::stdio::stderr(), s.as_bytes())
+}
+
+/// Sets the container up; on success execs and never returns, so `Ok` carries only the error
+/// from a failed exec.
+fn setup(cfg: &InitConfig, chan: &Channel) -> Result<RuntimeError> {
+    rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
+        .map_err(|e| RuntimeError::sys("make init non-dumpable", e))?;
+    chan.expect(&Msg::Go)?;
+
+    for (kind, fd) in &cfg.join_fds {
+        if kind == "pid" {
+            continue; // joined by the parent before clone: pid namespaces apply to children
+        }
+        crate::sys::setns(fd.as_fd(), crate::plan::ns_flag(kind))
+            .map_err(|e| RuntimeError::sys(format!("join the {kind} namespace"), e))?;
+    }
+    if cfg.ns.new_user() {
+        // Become root of the new namespace (the parent wrote the maps).
+        rustix::thread::set_thread_res_gid(rustix::process::Gid::ROOT, rustix::process::Gid::ROOT, rustix::process::Gid::ROOT)
+            .map_err(|e| RuntimeError::sys("setgid 0 in the user namespace (is gid 0 mapped?)", e))?;
+        rustix::thread::set_thread_res_uid(rustix::process::Uid::ROOT, rustix::process::Uid::ROOT, rustix::process::Uid::ROOT)
+            .map_err(|e| RuntimeError::sys("setuid 0 in the user namespace (is uid 0 mapped?)", e))?;
+    }
+    if cfg.ns.new_cgroup {
+        crate::sys::unshare(libc::CLONE_NEWCGROUP)
+            .map_err(|e| RuntimeError::sys("create the cgroup namespace", e))?;
+    }
+    let _ = rustix::process::setsid();
+    if !cfg.no_new_keyring {
+        if let Err(e) = crate::sys::join_session_keyring() {
+            if !matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::EPERM | libc::EACCES | libc::EDQUOT)) {
+                return Err(RuntimeError::sys("join a new session keyring", e));
+            }
+        }
+    }
+    cfg.process.apply_limits()?;
+
+    // Root filesystem.
+    crate::sys::mount(None, Path::new("/"), None, cfg.propagation, None)
+        .map_err(|e| RuntimeError::sys("set propagation of /", e))?;
+    crate::sys::mount(Some(&cfg.rootfs), &cfg.rootfs, None, libc::MS_BIND | libc::MS_REC, None)
+        .map_err(|e| RuntimeError::io("cannot bind-mount rootfs", &cfg.rootfs, e))?;
+    let root = crate::sys::open(&cfg.rootfs, libc::O_PATH | libc::O_DIRECTORY, 0)
+        .map_err(|e| RuntimeError::io("cannot open rootfs", &cfg.rootfs, e))?;
+    let ctx = rootfs::RootfsCtx {
+        rootfs: &cfg.rootfs,
+        in_userns: cfg.ns.has("user"),
+        new_cgroupns: cfg.ns.new_cgroup,
+        cgroup_mounts: &cfg.cgroup_mounts,
+    };
+    let mut dev_is_tmpfs = false;
+    for op in &cfg.mounts {
+        rootfs::mount_one(&ctx, root.as_fd(), op)?;
+        if op.dest == Path::new("/dev") {
+            dev_is_tmpfs = true;
+        }
+    }
+    if dev_is_tmpfs {
+        rootfs::create_devices(root.as_fd(), &cfg.devices, ctx.in_userns)?;
+    } else {
+        // /dev is the rootfs's own: create only the spec's devices.
+        let spec_only: Vec<DeviceNode> = cfg.devices.iter().skip(6).cloned().collect();
+        if !spec_only.is_empty() {
+            rootfs::create_devices(root.as_fd(), &spec_only, ctx.in_userns)?;
+        }
+    }
+
+    let mut state = cfg.hook_state.clone();
+    state["pid"] = serde_json::json!(rustix::process::getpid().as_raw_nonzero().get());
+    if cfg.parent_hooks {
+        chan.send(&Msg::MountsReady)?;
+        chan.expect(&Msg::HooksDone)?;
+    }
+    crate::hooks::run_all(&cfg.create_container_hooks, &state)?;
+
+    if cfg.no_pivot {
+        rootfs::move_root(&cfg.rootfs)?;
+    } else {
+        rootfs::pivot(&cfg.rootfs)?;
+    }
+    let root = crate::sys::open(Path::new("/"), libc::O_PATH | libc::O_DIRECTORY, 0)
+        .map_err(|e| RuntimeError::sys("open new root", e))?;
+
+    for (k, v) in &cfg.sysctls {
+        let path = PathBuf::from("/proc/sys").join(k.replace('.', "/"));
+        std::fs::write(&path, v).map_err(|e| RuntimeError::io("cannot set sysctl", path, e))?;
+    }
+    if let Some(h) = &cfg.hostname {
+        rustix::system::sethostname(h.as_bytes()).map_err(|e| RuntimeError::sys(format!("set hostname {h:?}"), e))?;
+    }
+    if let Some(d) = &cfg.domainname {
+        rustix::system::setdomainname(d.as_bytes()).map_err(|e| RuntimeError::sys(format!("set domainname {d:?}"), e))?;
+    }
+    if let Some(sock) = &cfg.console_socket {
+        open_terminal(Some(root.as_fd()), sock, cfg.process.console_size)?;
+    }
+    for p in &cfg.readonly_paths {
+        rootfs::readonly(root.as_fd(), p)?;
+    }
+    for p in &cfg.masked {
+        rootfs::mask(root.as_fd(), p)?;
+    }
+    if cfg.readonly_root {
+        rootfs::readonly_root()?;
+    }
+
+    let program = cfg.process.resolve_program()?;
+    chan.send(&Msg::Created)?;
+
+    if let Some(dir) = &cfg.state_dir {
+        wait_for_start(dir)?;
+    }
+    crate::hooks::run_all(&cfg.start_container_hooks, &state)?;
+    Ok(cfg.process.exec(&program))
+}
+
+/// Blocks until `start` opens the exec fifo for reading, then writes one byte to it.
+fn wait_for_start(dir: &OwnedFd) -> Result<()> {
+    let fifo = crate::sys::openat(dir.as_fd(), c"exec.fifo", libc::O_WRONLY)
+        .map_err(|e| RuntimeError::sys("open exec.fifo", e))?;
+    crate::sys::write_all(fifo.as_fd(), b"0").map_err(|e| RuntimeError::sys("write exec.fifo", e))
+}
+
+/// Opens a terminal in the container's devpts, sends its master over the console socket, and
+/// makes its slave the controlling terminal and stdio.
+fn open_terminal(root: Option<std::os::fd::BorrowedFd<'_>>, sock: &OwnedFd, size: Option<(u16, u16)>) -> Result<()> {
+    use rustix::pty::{grantpt, openpt, ptsname, unlockpt, OpenptFlags};
+    let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC)
+        .map_err(|e| RuntimeError::sys("open /dev/ptmx (is devpts mounted at /dev/pts?)", e))?;
+    grantpt(&master).map_err(|e| RuntimeError::sys("grantpt", e))?;
+    unlockpt(&master).map_err(|e| RuntimeError::sys("unlockpt", e))?;
+    let name = ptsname(&master, Vec::new()).map_err(|e| RuntimeError::sys("ptsname", e))?;
+    let name_path = PathBuf::from(std::ffi::OsStr::from_bytes(name.as_bytes()));
+    if let Some((rows, cols)) = size {
+        let ws = rustix::termios::Winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        let _ = rustix::termios::tcsetwinsize(&master, ws);
+    }
+    let slave = crate::sys::open(&name_path, libc::O_RDWR | libc::O_NOCTTY, 0)
+        .map_err(|e| RuntimeError::io("cannot open terminal", &name_path, e))?;
+    if let Some(root) = root {
+        rootfs::console(root, &name_path)?;
+    }
+    crate::sys::send_fd(sock.as_fd(), name.as_bytes(), master.as_fd())
+        .map_err(|e| RuntimeError::sys("send the terminal over the console socket", e))?;
+    drop(master);
+    for fd in 0..3 {
+        // SAFETY: dup2 onto the standard descriptors; `slave` stays open across the calls.
+        if unsafe { libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&slave), fd) } < 0 {
+            return Err(RuntimeError::sys("dup terminal to stdio", std::io::Error::last_os_error()));
+        }
+    }
+    rustix::process::ioctl_tiocsctty(&slave).map_err(|e| RuntimeError::sys("set controlling terminal", e))?;
+    Ok(())
+}
+
+/// The terminal of an exec'd process: like the init's, without /dev/console.
+pub(crate) fn exec_terminal(sock: &OwnedFd, size: Option<(u16, u16)>) -> Result<()> {
+    open_terminal(None, sock, size)
+}

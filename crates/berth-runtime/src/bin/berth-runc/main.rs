@@ -1,1 +1,96 @@
-fn main() {}
+//! berth-runc: berth's OCI runtime behind runc's command-line contract, so that containerd's
+//! io.containerd.runc.v2 shim (and so Kubernetes) can drive it as it drives runc.
+//!
+//! One verb per file; this file parses the command line, protects the binary (CVE-2019-5736),
+//! sets up logging the way containerd reads it, and maps errors to one line and exit status 1.
+
+mod clone_binary;
+mod console;
+mod verbs;
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use liboci_cli::{CommonCmd, GlobalOpts, StandardCmd};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "berth-runc",
+    version = concat!(env!("CARGO_PKG_VERSION"), "\nspec: 1.2.0"),
+    about = "berth's OCI runtime, with runc's command line"
+)]
+struct Cli {
+    #[command(flatten)]
+    global: GlobalOpts,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    #[command(flatten)]
+    Standard(Box<StandardCmd>),
+    #[command(flatten)]
+    Common(Box<CommonCmd>),
+}
+
+/// Where errors go: stderr always, and the --log file (JSON lines with --log-format json).
+struct Log {
+    path: Option<PathBuf>,
+    json: bool,
+}
+
+impl Log {
+    fn error(&self, msg: &str) {
+        eprintln!("berth-runc: {msg}");
+        let Some(path) = &self.path else { return };
+        let line = if self.json {
+            serde_json::json!({
+                "level": "error",
+                "msg": msg,
+                "time": berth_runtime::container::rfc3339_now(),
+            })
+            .to_string()
+        } else {
+            format!("time=\"{}\" level=error msg={msg:?}", berth_runtime::container::rfc3339_now())
+        };
+        if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+            let _ = writeln!(f, "{line}");
+        }
+    }
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let log = Log {
+        path: cli.global.log.clone(),
+        json: cli.global.log_format.as_deref() == Some("json"),
+    };
+    let needs_sealed_binary = matches!(
+        &cli.cmd,
+        Cmd::Standard(c) if matches!(**c, StandardCmd::Create(_))
+    ) || matches!(&cli.cmd, Cmd::Common(c) if matches!(**c, CommonCmd::Run(_) | CommonCmd::Exec(_)));
+    if needs_sealed_binary {
+        if let Err(e) = clone_binary::ensure_sealed() {
+            log.error(&format!("cannot protect the runtime binary: {e}"));
+            std::process::exit(1);
+        }
+    }
+    let root = cli
+        .global
+        .root
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("/run/berth-runc"));
+    let ctx = verbs::Ctx {
+        root,
+        systemd_cgroup: cli.global.systemd_cgroup,
+    };
+    match verbs::dispatch(&ctx, cli.cmd) {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            log.error(&format!("{e:#}"));
+            std::process::exit(1);
+        }
+    }
+}
