@@ -38,8 +38,12 @@ pub fn run(h: &Hook, state: &[u8]) -> Result<()> {
             cmd.env(k, v);
         }
     }
-    cmd.stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::piped());
-    let mut child = cmd.spawn().map_err(|e| fail(format!("cannot start: {e}")))?;
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| fail(format!("cannot start: {e}")))?;
     if let Some(mut stdin) = child.stdin.take() {
         // A hook may exit without reading its stdin; that is not an error.
         let _ = stdin.write_all(state);
@@ -57,7 +61,10 @@ pub fn run(h: &Hook, state: &[u8]) -> Result<()> {
         if deadline.is_some_and(|d| Instant::now() >= d) {
             let _ = child.kill();
             let _ = child.wait();
-            return Err(fail(format!("timed out after {}s", h.timeout().unwrap_or(0))));
+            return Err(fail(format!(
+                "timed out after {}s",
+                h.timeout().unwrap_or(0)
+            )));
         }
         std::thread::sleep(Duration::from_millis(2));
     };
@@ -97,12 +104,21 @@ mod tests {
 
     #[test]
     fn failing_missing_and_slow_hooks_are_errors() {
-        let fail = hook(serde_json::json!({"path": "/bin/sh", "args": ["sh", "-c", "echo boom >&2; exit 3"]}));
+        let fail = hook(
+            serde_json::json!({"path": "/bin/sh", "args": ["sh", "-c", "echo boom >&2; exit 3"]}),
+        );
         let e = run(&fail, b"{}").unwrap_err().to_string();
         assert!(e.contains("boom") && e.contains('3'), "{e}");
         let missing = hook(serde_json::json!({"path": "/nonexistent/hook"}));
-        assert!(run(&missing, b"{}").unwrap_err().to_string().contains("/nonexistent/hook"));
-        let slow = hook(serde_json::json!({"path": "/bin/sleep", "args": ["sleep", "5"], "timeout": 1}));
-        assert!(run(&slow, b"{}").unwrap_err().to_string().contains("timed out"));
+        assert!(run(&missing, b"{}")
+            .unwrap_err()
+            .to_string()
+            .contains("/nonexistent/hook"));
+        let slow =
+            hook(serde_json::json!({"path": "/bin/sleep", "args": ["sleep", "5"], "timeout": 1}));
+        assert!(run(&slow, b"{}")
+            .unwrap_err()
+            .to_string()
+            .contains("timed out"));
     }
 }

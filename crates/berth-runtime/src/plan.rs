@@ -243,7 +243,11 @@ pub fn mount_op(m: &Mount) -> Result<MountOp> {
                     "slave" => libc::MS_SLAVE,
                     _ => libc::MS_UNBINDABLE,
                 };
-                let rec = if opt.starts_with('r') { libc::MS_REC } else { 0 };
+                let rec = if opt.starts_with('r') {
+                    libc::MS_REC
+                } else {
+                    0
+                };
                 propagation.push(base | rec);
                 (0, 0)
             }
@@ -525,7 +529,9 @@ pub fn check_sysctl(key: &str, ns: &NsPlan) -> Result<()> {
         false
     };
     if key.is_empty() || key.contains("..") || key.contains('/') {
-        return Err(RuntimeError::Invalid(format!("sysctl {key:?} is not a valid name")));
+        return Err(RuntimeError::Invalid(format!(
+            "sysctl {key:?} is not a valid name"
+        )));
     }
     if ok {
         Ok(())
@@ -586,7 +592,10 @@ mod tests {
         let user = spec(
             r#"{"ociVersion":"1.0.2","linux":{"namespaces":[{"type":"user"},{"type":"mount"}]}}"#,
         );
-        assert!(namespaces(&user).unwrap_err().to_string().contains("uidMappings"));
+        assert!(namespaces(&user)
+            .unwrap_err()
+            .to_string()
+            .contains("uidMappings"));
         let host = spec(
             r#"{"ociVersion":"1.0.2","hostname":"x","linux":{"namespaces":[{"type":"mount"}]}}"#,
         );
@@ -594,7 +603,10 @@ mod tests {
         let rel = spec(
             r#"{"ociVersion":"1.0.2","linux":{"namespaces":[{"type":"mount"},{"type":"network","path":"x"}]}}"#,
         );
-        assert!(namespaces(&rel).unwrap_err().to_string().contains("absolute"));
+        assert!(namespaces(&rel)
+            .unwrap_err()
+            .to_string()
+            .contains("absolute"));
         assert!(serde_json::from_str::<Spec>(
             r#"{"ociVersion":"1.0.2","linux":{"namespaces":[{"type":"bogus"}]}}"#
         )
@@ -606,10 +618,7 @@ mod tests {
         let op = mount_op(&mnt("/data", "none", &["rbind", "ro", "nosuid", "rslave"])).unwrap();
         assert_eq!(op.kind, MountKind::Bind { recursive: true });
         assert_eq!(op.flags & libc::MS_BIND, libc::MS_BIND);
-        assert_eq!(
-            op.bind_remount_flags(),
-            libc::MS_RDONLY | libc::MS_NOSUID
-        );
+        assert_eq!(op.bind_remount_flags(), libc::MS_RDONLY | libc::MS_NOSUID);
         assert_eq!(op.propagation, vec![libc::MS_SLAVE | libc::MS_REC]);
     }
 
@@ -622,20 +631,34 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(op.dest, PathBuf::from("/dev/shm"));
-        assert_eq!(op.kind, MountKind::Fs { fstype: "tmpfs".into() });
+        assert_eq!(
+            op.kind,
+            MountKind::Fs {
+                fstype: "tmpfs".into()
+            }
+        );
         assert_eq!(op.flags, libc::MS_NOSUID | libc::MS_NOEXEC | libc::MS_NODEV);
         assert_eq!(op.data, "mode=1777,size=65536k");
         let ro_then_rw = mount_op(&mnt("/x", "tmpfs", &["ro", "rw"])).unwrap();
         assert_eq!(ro_then_rw.flags & libc::MS_RDONLY, 0);
         let rro = mount_op(&mnt("/x", "none", &["rbind", "rro"])).unwrap();
         assert_eq!(rro.rec_attr_set, MOUNT_ATTR_RDONLY);
-        assert_eq!(mount_op(&mnt("/c", "cgroup", &["ro"])).unwrap().kind, MountKind::Cgroup);
+        assert_eq!(
+            mount_op(&mnt("/c", "cgroup", &["ro"])).unwrap().kind,
+            MountKind::Cgroup
+        );
     }
 
     #[test]
     fn destinations_are_cleaned_but_dotdot_kept_for_in_root_resolution() {
-        assert_eq!(clean_dest(Path::new("/a/./b//c/")), Some(PathBuf::from("/a/b/c")));
-        assert_eq!(clean_dest(Path::new("../../etc")), Some(PathBuf::from("/etc")));
+        assert_eq!(
+            clean_dest(Path::new("/a/./b//c/")),
+            Some(PathBuf::from("/a/b/c"))
+        );
+        assert_eq!(
+            clean_dest(Path::new("../../etc")),
+            Some(PathBuf::from("/etc"))
+        );
         assert_eq!(clean_dest(Path::new("")), None);
     }
 
@@ -668,13 +691,14 @@ mod tests {
 
     #[test]
     fn propagation_and_rlimits() {
-        assert_eq!(rootfs_propagation(&Spec::default()).unwrap(), libc::MS_SLAVE | libc::MS_REC);
+        assert_eq!(
+            rootfs_propagation(&Spec::default()).unwrap(),
+            libc::MS_SLAVE | libc::MS_REC
+        );
         let s = spec(r#"{"ociVersion":"1.0.2","linux":{"rootfsPropagation":"sideways"}}"#);
         assert!(rootfs_propagation(&s).is_err());
-        let rl: Vec<oci_spec::runtime::PosixRlimit> = serde_json::from_str(
-            r#"[{"type":"RLIMIT_NOFILE","soft":10,"hard":5}]"#,
-        )
-        .unwrap();
+        let rl: Vec<oci_spec::runtime::PosixRlimit> =
+            serde_json::from_str(r#"[{"type":"RLIMIT_NOFILE","soft":10,"hard":5}]"#).unwrap();
         assert!(rlimits(&rl).unwrap_err().to_string().contains("soft"));
     }
 }

@@ -86,7 +86,9 @@ mod tests {
 
     #[test]
     fn reports_malformed_json_and_versions() {
-        assert!(parse_spec(b"{not json").unwrap_err().contains("invalid JSON"));
+        assert!(parse_spec(b"{not json")
+            .unwrap_err()
+            .contains("invalid JSON"));
         assert!(parse_spec(br#"{"ociVersion":"0.9.0"}"#)
             .unwrap_err()
             .contains("not supported"));
@@ -107,7 +109,9 @@ mod tests {
         .unwrap();
         let e = load_bundle(d.path()).unwrap_err().to_string();
         assert!(e.contains("nope"), "{e}");
-        let e = load_bundle(&d.path().join("missing")).unwrap_err().to_string();
+        let e = load_bundle(&d.path().join("missing"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("config.json"), "{e}");
     }
 }

@@ -80,8 +80,14 @@ mod tests {
     fn rejects_paths_and_empties() {
         assert_eq!(ContainerId::new(""), Err(IdError::Empty));
         for id in [".", "..", "../x", "a/b", "a b", "a\0b", "é"] {
-            assert!(matches!(ContainerId::new(id), Err(IdError::BadChar(_))), "{id}");
+            assert!(
+                matches!(ContainerId::new(id), Err(IdError::BadChar(_))),
+                "{id}"
+            );
         }
-        assert!(matches!(ContainerId::new(&"a".repeat(1025)), Err(IdError::TooLong(_))));
+        assert!(matches!(
+            ContainerId::new(&"a".repeat(1025)),
+            Err(IdError::TooLong(_))
+        ));
     }
 }

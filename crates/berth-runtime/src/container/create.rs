@@ -124,7 +124,8 @@ impl Container {
             .transpose()?;
 
         // From here on, things exist on the system: the cleanup guard removes them on error.
-        std::fs::create_dir_all(root).map_err(|e| RuntimeError::io("cannot create state root", root, e))?;
+        std::fs::create_dir_all(root)
+            .map_err(|e| RuntimeError::io("cannot create state root", root, e))?;
         match std::fs::create_dir(&dir) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
@@ -141,14 +142,21 @@ impl Container {
         std::fs::copy(bundle.dir.join("config.json"), dir.join("config.json"))
             .map_err(|e| RuntimeError::io("cannot copy config.json to", &dir, e))?;
         let fifo = dir.join("exec.fifo");
-        rustix::fs::mkfifoat(rustix::fs::CWD, &fifo, rustix::fs::Mode::from_bits_truncate(0o622))
-            .map_err(|e| RuntimeError::io("cannot create", &fifo, e.into()))?;
+        rustix::fs::mkfifoat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::Mode::from_bits_truncate(0o622),
+        )
+        .map_err(|e| RuntimeError::io("cannot create", &fifo, e.into()))?;
         let state_dir = sys::open(&dir, libc::O_PATH | libc::O_DIRECTORY, 0)
             .map_err(|e| RuntimeError::io("cannot open", &dir, e))?;
 
         let cgroup = setup_cgroup(&opts.id, spec, opts.systemd_cgroup, ns.new_user())?;
         guard.cgroup = cgroup.clone();
-        let cgroup_mounts = cgroup.as_ref().map(|c| c.container_mounts()).unwrap_or_default();
+        let cgroup_mounts = cgroup
+            .as_ref()
+            .map(|c| c.container_mounts())
+            .unwrap_or_default();
 
         let mut state = ContainerState {
             id: opts.id.clone(),
@@ -163,7 +171,10 @@ impl Container {
             ns: ns.clone(),
             owner: String::new(),
         };
-        let container = Container { dir: dir.clone(), state: state.clone() };
+        let container = Container {
+            dir: dir.clone(),
+            state: state.clone(),
+        };
         let cfg = InitConfig {
             rootfs: bundle.rootfs.clone(),
             ns: ns.clone(),
@@ -174,7 +185,11 @@ impl Container {
             cgroup_mounts,
             masked: paths(linux.masked_paths()),
             readonly_paths: paths(linux.readonly_paths()),
-            readonly_root: spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false),
+            readonly_root: spec
+                .root()
+                .as_ref()
+                .and_then(|r| r.readonly())
+                .unwrap_or(false),
             hostname: spec.hostname().clone().filter(|h| !h.is_empty()),
             domainname: spec.domainname().clone().filter(|h| !h.is_empty()),
             sysctls,
@@ -196,7 +211,10 @@ impl Container {
                 .map_err(|e| RuntimeError::sys("join the pid namespace", e))?;
         }
         let pid = match sys::clone3(ns.clone_flags, None).map_err(|e| {
-            RuntimeError::sys("clone the container process (are these namespaces supported?)", e)
+            RuntimeError::sys(
+                "clone the container process (are these namespaces supported?)",
+                e,
+            )
         })? {
             Forked::Child => {
                 drop(parent_end);
@@ -216,7 +234,10 @@ impl Container {
         }
         parent_end.send(&Msg::Go)?;
         state.pid = pid;
-        let container = Container { dir: dir.clone(), state };
+        let container = Container {
+            dir: dir.clone(),
+            state,
+        };
         if !parent_hooks.is_empty() {
             parent_end.expect(&Msg::MountsReady)?;
             crate::hooks::run_all(&parent_hooks, &container.hook_state(Status::Created))?;
@@ -241,9 +262,17 @@ fn paths(list: &Option<Vec<String>>) -> Vec<PathBuf> {
 
 /// Creates and configures the container's cgroup. Inside a user namespace without root on the
 /// host, cgroups are best effort (rootless containers may have no writable hierarchy).
-fn setup_cgroup(id: &str, spec: &oci_spec::runtime::Spec, systemd: bool, userns: bool) -> Result<Option<Cgroup>> {
+fn setup_cgroup(
+    id: &str,
+    spec: &oci_spec::runtime::Spec,
+    systemd: bool,
+    userns: bool,
+) -> Result<Option<Cgroup>> {
     let linux = spec.linux().clone().unwrap_or_default();
-    let path = linux.cgroups_path().as_ref().map(|p| p.display().to_string());
+    let path = linux
+        .cgroups_path()
+        .as_ref()
+        .map(|p| p.display().to_string());
     let rootless = userns && !rustix::process::geteuid().is_root();
     let cg = match Cgroup::new(path.as_deref(), id, systemd) {
         Ok(cg) => cg,
@@ -284,7 +313,16 @@ fn with_default_device_rules(
         d.set_access(Some(access.to_string()));
         d
     };
-    for (ma, mi) in [(1, 3), (1, 5), (1, 7), (1, 8), (1, 9), (5, 0), (5, 1), (5, 2)] {
+    for (ma, mi) in [
+        (1, 3),
+        (1, 5),
+        (1, 7),
+        (1, 8),
+        (1, 9),
+        (5, 0),
+        (5, 1),
+        (5, 2),
+    ] {
         rules.push(rule(LinuxDeviceType::C, ma, Some(mi), "rwm"));
     }
     rules.push(rule(LinuxDeviceType::C, 136, None, "rwm"));
@@ -328,11 +366,15 @@ fn connect_console(path: &Path) -> Result<OwnedFd> {
 
 /// Writes the pid file atomically, as runc does (containerd reads it as soon as it appears).
 pub(crate) fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
-    let path = std::path::absolute(path).map_err(|e| RuntimeError::io("bad pid file path", path, e))?;
+    let path =
+        std::path::absolute(path).map_err(|e| RuntimeError::io("bad pid file path", path, e))?;
     let tmp = path.with_file_name(format!(
         ".{}.tmp",
-        path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
+        path.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default()
     ));
-    std::fs::write(&tmp, pid.to_string()).map_err(|e| RuntimeError::io("cannot write pid file", &tmp, e))?;
+    std::fs::write(&tmp, pid.to_string())
+        .map_err(|e| RuntimeError::io("cannot write pid file", &tmp, e))?;
     std::fs::rename(&tmp, &path).map_err(|e| RuntimeError::io("cannot write pid file", &path, e))
 }

@@ -11,8 +11,9 @@ pub fn parse_signal(s: &str) -> Result<i32> {
             return Ok(n);
         }
     }
-    let name = s.trim_start_matches("SIG").to_ascii_uppercase();
-    let n = match name.as_str() {
+    let upper = s.to_ascii_uppercase();
+    let name = upper.trim_start_matches("SIG");
+    let n = match name {
         "HUP" => libc::SIGHUP,
         "INT" => libc::SIGINT,
         "QUIT" => libc::SIGQUIT,
@@ -45,7 +46,10 @@ pub fn parse_signal(s: &str) -> Result<i32> {
         "PWR" => libc::SIGPWR,
         "SYS" => libc::SIGSYS,
         _ => {
-            if let Some(rt) = name.strip_prefix("RTMIN+").and_then(|n| n.parse::<i32>().ok()) {
+            if let Some(rt) = name
+                .strip_prefix("RTMIN+")
+                .and_then(|n| n.parse::<i32>().ok())
+            {
                 let s = libc::SIGRTMIN() + rt;
                 if s <= libc::SIGRTMAX() {
                     return Ok(s);

@@ -143,15 +143,15 @@ impl Container {
         Ok(ids)
     }
 
-    /// Writes state.json atomically (temp file, fsync, rename).
+    /// Writes state.json atomically (temp file, rename). No fsync: run state lives on tmpfs and
+    /// does not outlive a reboot, exactly like the processes it describes.
     pub fn save(&self) -> Result<()> {
         let tmp = self.dir.join(".state.json.tmp");
         let data = serde_json::to_vec(&self.state)
             .map_err(|e| RuntimeError::Init(format!("cannot encode state: {e}")))?;
-        let mut f = std::fs::File::create(&tmp)
-            .map_err(|e| RuntimeError::io("cannot write", &tmp, e))?;
+        let mut f =
+            std::fs::File::create(&tmp).map_err(|e| RuntimeError::io("cannot write", &tmp, e))?;
         f.write_all(&data)
-            .and_then(|_| f.sync_data())
             .map_err(|e| RuntimeError::io("cannot write", &tmp, e))?;
         std::fs::rename(&tmp, self.dir.join("state.json"))
             .map_err(|e| RuntimeError::io("cannot write", self.dir.join("state.json"), e))
@@ -196,7 +196,11 @@ impl Container {
     /// The state as the OCI runtime spec and runc print it.
     pub fn oci_state(&self) -> serde_json::Value {
         let status = self.status();
-        let pid = if status == Status::Stopped { 0 } else { self.state.pid };
+        let pid = if status == Status::Stopped {
+            0
+        } else {
+            self.state.pid
+        };
         let mut v = serde_json::json!({
             "ociVersion": "1.2.0",
             "id": self.state.id,
@@ -277,8 +281,14 @@ mod tests {
     #[test]
     fn unknown_and_bad_ids() {
         let d = tempfile::tempdir().unwrap();
-        assert!(matches!(Container::load(d.path(), "nope"), Err(RuntimeError::NotFound(_))));
-        assert!(matches!(Container::load(d.path(), "../x"), Err(RuntimeError::BadId(_))));
+        assert!(matches!(
+            Container::load(d.path(), "nope"),
+            Err(RuntimeError::NotFound(_))
+        ));
+        assert!(matches!(
+            Container::load(d.path(), "../x"),
+            Err(RuntimeError::BadId(_))
+        ));
         assert!(Container::list(&d.path().join("none")).unwrap().is_empty());
     }
 }

@@ -23,7 +23,10 @@ impl Container {
         let mut buf = [0u8; 1];
         loop {
             let mut pfd = [rustix::event::PollFd::new(&f, rustix::event::PollFlags::IN)];
-            let timeout = rustix::event::Timespec { tv_sec: 0, tv_nsec: 100_000_000 };
+            let timeout = rustix::event::Timespec {
+                tv_sec: 0,
+                tv_nsec: 100_000_000,
+            };
             match rustix::event::poll(&mut pfd, Some(&timeout)) {
                 Ok(_) | Err(rustix::io::Errno::INTR) => {}
                 Err(e) => return Err(RuntimeError::sys("poll exec.fifo", e)),
@@ -60,7 +63,10 @@ pub(crate) fn wait_gone(pid: i32, timeout: Duration) -> bool {
     let Ok(fd) = rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()) else {
         return true; // already gone
     };
-    let mut pfd = [rustix::event::PollFd::new(&fd, rustix::event::PollFlags::IN)];
+    let mut pfd = [rustix::event::PollFd::new(
+        &fd,
+        rustix::event::PollFlags::IN,
+    )];
     let ts = rustix::event::Timespec {
         tv_sec: timeout.as_secs() as i64,
         tv_nsec: timeout.subsec_nanos() as i64,

@@ -9,8 +9,8 @@ pub mod process;
 pub mod rootfs;
 pub mod sync;
 
-use std::os::unix::ffi::OsStrExt;
 use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::Hook;
@@ -83,10 +83,18 @@ fn setup(cfg: &InitConfig, chan: &Channel) -> Result<RuntimeError> {
     }
     if cfg.ns.new_user() {
         // Become root of the new namespace (the parent wrote the maps).
-        rustix::thread::set_thread_res_gid(rustix::process::Gid::ROOT, rustix::process::Gid::ROOT, rustix::process::Gid::ROOT)
-            .map_err(|e| RuntimeError::sys("setgid 0 in the user namespace (is gid 0 mapped?)", e))?;
-        rustix::thread::set_thread_res_uid(rustix::process::Uid::ROOT, rustix::process::Uid::ROOT, rustix::process::Uid::ROOT)
-            .map_err(|e| RuntimeError::sys("setuid 0 in the user namespace (is uid 0 mapped?)", e))?;
+        rustix::thread::set_thread_res_gid(
+            rustix::process::Gid::ROOT,
+            rustix::process::Gid::ROOT,
+            rustix::process::Gid::ROOT,
+        )
+        .map_err(|e| RuntimeError::sys("setgid 0 in the user namespace (is gid 0 mapped?)", e))?;
+        rustix::thread::set_thread_res_uid(
+            rustix::process::Uid::ROOT,
+            rustix::process::Uid::ROOT,
+            rustix::process::Uid::ROOT,
+        )
+        .map_err(|e| RuntimeError::sys("setuid 0 in the user namespace (is uid 0 mapped?)", e))?;
     }
     if cfg.ns.new_cgroup {
         crate::sys::unshare(libc::CLONE_NEWCGROUP)
@@ -95,7 +103,10 @@ fn setup(cfg: &InitConfig, chan: &Channel) -> Result<RuntimeError> {
     let _ = rustix::process::setsid();
     if !cfg.no_new_keyring {
         if let Err(e) = crate::sys::join_session_keyring() {
-            if !matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::EPERM | libc::EACCES | libc::EDQUOT)) {
+            if !matches!(
+                e.raw_os_error(),
+                Some(libc::ENOSYS | libc::EPERM | libc::EACCES | libc::EDQUOT)
+            ) {
                 return Err(RuntimeError::sys("join a new session keyring", e));
             }
         }
@@ -105,8 +116,14 @@ fn setup(cfg: &InitConfig, chan: &Channel) -> Result<RuntimeError> {
     // Root filesystem.
     crate::sys::mount(None, Path::new("/"), None, cfg.propagation, None)
         .map_err(|e| RuntimeError::sys("set propagation of /", e))?;
-    crate::sys::mount(Some(&cfg.rootfs), &cfg.rootfs, None, libc::MS_BIND | libc::MS_REC, None)
-        .map_err(|e| RuntimeError::io("cannot bind-mount rootfs", &cfg.rootfs, e))?;
+    crate::sys::mount(
+        Some(&cfg.rootfs),
+        &cfg.rootfs,
+        None,
+        libc::MS_BIND | libc::MS_REC,
+        None,
+    )
+    .map_err(|e| RuntimeError::io("cannot bind-mount rootfs", &cfg.rootfs, e))?;
     let root = crate::sys::open(&cfg.rootfs, libc::O_PATH | libc::O_DIRECTORY, 0)
         .map_err(|e| RuntimeError::io("cannot open rootfs", &cfg.rootfs, e))?;
     let ctx = rootfs::RootfsCtx {
@@ -153,10 +170,12 @@ fn setup(cfg: &InitConfig, chan: &Channel) -> Result<RuntimeError> {
         std::fs::write(&path, v).map_err(|e| RuntimeError::io("cannot set sysctl", path, e))?;
     }
     if let Some(h) = &cfg.hostname {
-        rustix::system::sethostname(h.as_bytes()).map_err(|e| RuntimeError::sys(format!("set hostname {h:?}"), e))?;
+        rustix::system::sethostname(h.as_bytes())
+            .map_err(|e| RuntimeError::sys(format!("set hostname {h:?}"), e))?;
     }
     if let Some(d) = &cfg.domainname {
-        rustix::system::setdomainname(d.as_bytes()).map_err(|e| RuntimeError::sys(format!("set domainname {d:?}"), e))?;
+        rustix::system::setdomainname(d.as_bytes())
+            .map_err(|e| RuntimeError::sys(format!("set domainname {d:?}"), e))?;
     }
     if let Some(sock) = &cfg.console_socket {
         open_terminal(Some(root.as_fd()), sock, cfg.process.console_size)?;
@@ -190,7 +209,11 @@ fn wait_for_start(dir: &OwnedFd) -> Result<()> {
 
 /// Opens a terminal in the container's devpts, sends its master over the console socket, and
 /// makes its slave the controlling terminal and stdio.
-fn open_terminal(root: Option<std::os::fd::BorrowedFd<'_>>, sock: &OwnedFd, size: Option<(u16, u16)>) -> Result<()> {
+fn open_terminal(
+    root: Option<std::os::fd::BorrowedFd<'_>>,
+    sock: &OwnedFd,
+    size: Option<(u16, u16)>,
+) -> Result<()> {
     use rustix::pty::{grantpt, openpt, ptsname, unlockpt, OpenptFlags};
     let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC)
         .map_err(|e| RuntimeError::sys("open /dev/ptmx (is devpts mounted at /dev/pts?)", e))?;
@@ -218,10 +241,14 @@ fn open_terminal(root: Option<std::os::fd::BorrowedFd<'_>>, sock: &OwnedFd, size
     for fd in 0..3 {
         // SAFETY: dup2 onto the standard descriptors; `slave` stays open across the calls.
         if unsafe { libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&slave), fd) } < 0 {
-            return Err(RuntimeError::sys("dup terminal to stdio", std::io::Error::last_os_error()));
+            return Err(RuntimeError::sys(
+                "dup terminal to stdio",
+                std::io::Error::last_os_error(),
+            ));
         }
     }
-    rustix::process::ioctl_tiocsctty(&slave).map_err(|e| RuntimeError::sys("set controlling terminal", e))?;
+    rustix::process::ioctl_tiocsctty(&slave)
+        .map_err(|e| RuntimeError::sys("set controlling terminal", e))?;
     Ok(())
 }
 

@@ -109,7 +109,9 @@ impl ProcessPlan {
             oom_score_adj: p.oom_score_adj(),
             seccomp,
             terminal: p.terminal().unwrap_or(false),
-            console_size: p.console_size().map(|b| (b.height() as u16, b.width() as u16)),
+            console_size: p
+                .console_size()
+                .map(|b| (b.height() as u16, b.width() as u16)),
             preserve_fds,
         })
     }
@@ -189,8 +191,12 @@ impl ProcessPlan {
             for cap in 0..64u8 {
                 if c.bounding & (1 << cap) == 0 {
                     // SAFETY: prctl(PR_CAPBSET_DROP) takes plain integers.
-                    let r = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
-                    if r != 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINVAL) {
+                    let r = unsafe {
+                        libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0)
+                    };
+                    if r != 0
+                        && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINVAL)
+                    {
                         return Err(RuntimeError::sys(
                             format!("drop capability {cap} from the bounding set"),
                             std::io::Error::last_os_error(),
@@ -207,8 +213,8 @@ impl ProcessPlan {
             .map_err(|e| RuntimeError::io("cannot enter cwd", &self.cwd, e))?;
         // CVE-2024-21626: the cwd must be inside the container's root. getcwd(2) prefixes a path
         // outside the root with "(unreachable)".
-        let here = rustix::process::getcwd(Vec::new())
-            .map_err(|e| RuntimeError::sys("getcwd", e))?;
+        let here =
+            rustix::process::getcwd(Vec::new()).map_err(|e| RuntimeError::sys("getcwd", e))?;
         if !here.as_bytes().starts_with(b"/") {
             return Err(RuntimeError::Invalid(format!(
                 "process.cwd {} resolves outside the container's root",
@@ -370,9 +376,17 @@ mod tests {
         let plan = ProcessPlan::from_spec(&p, None, 0).unwrap();
         assert_eq!(plan.path_var, "/nowhere:/bin");
         assert_eq!(plan.resolve_program().unwrap().to_str().unwrap(), "/bin/sh");
-        assert_eq!((plan.uid, plan.gid, plan.additional_gids.clone()), (1, 2, vec![3]));
-        let missing = process(serde_json::json!({"cwd": "/", "args": ["no-such-prog"], "user": {"uid": 0, "gid": 0}}));
-        let e = ProcessPlan::from_spec(&missing, None, 0).unwrap().resolve_program().unwrap_err();
+        assert_eq!(
+            (plan.uid, plan.gid, plan.additional_gids.clone()),
+            (1, 2, vec![3])
+        );
+        let missing = process(
+            serde_json::json!({"cwd": "/", "args": ["no-such-prog"], "user": {"uid": 0, "gid": 0}}),
+        );
+        let e = ProcessPlan::from_spec(&missing, None, 0)
+            .unwrap()
+            .resolve_program()
+            .unwrap_err();
         assert!(e.to_string().contains("no-such-prog"), "{e}");
     }
 }

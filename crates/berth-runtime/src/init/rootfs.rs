@@ -25,7 +25,12 @@ pub fn mkdir_all_in_root(root: BorrowedFd<'_>, path: &Path, file: bool) -> Resul
     match sys::open_in_root(root, path, 0) {
         Ok(fd) => return Ok(fd),
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
-        Err(e) => return Err(err(format!("resolve {} in the container", path.display()), e)),
+        Err(e) => {
+            return Err(err(
+                format!("resolve {} in the container", path.display()),
+                e,
+            ))
+        }
     }
     let comps: Vec<&std::ffi::OsStr> = path
         .components()
@@ -46,7 +51,12 @@ pub fn mkdir_all_in_root(root: BorrowedFd<'_>, path: &Path, file: bool) -> Resul
                 continue;
             }
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
-            Err(e) => return Err(err(format!("resolve {} in the container", cur.display()), e)),
+            Err(e) => {
+                return Err(err(
+                    format!("resolve {} in the container", cur.display()),
+                    e,
+                ))
+            }
         }
         let name = CString::new(c.as_bytes())
             .map_err(|_| RuntimeError::Invalid(format!("path {} has a NUL", path.display())))?;
@@ -54,16 +64,28 @@ pub fn mkdir_all_in_root(root: BorrowedFd<'_>, path: &Path, file: bool) -> Resul
             rustix::fs::openat(
                 parent.as_fd(),
                 name.as_c_str(),
-                rustix::fs::OFlags::CREATE | rustix::fs::OFlags::WRONLY | rustix::fs::OFlags::CLOEXEC | rustix::fs::OFlags::NOFOLLOW,
+                rustix::fs::OFlags::CREATE
+                    | rustix::fs::OFlags::WRONLY
+                    | rustix::fs::OFlags::CLOEXEC
+                    | rustix::fs::OFlags::NOFOLLOW,
                 rustix::fs::Mode::from_bits_truncate(0o644),
             )
             .map(drop)
         } else {
-            rustix::fs::mkdirat(parent.as_fd(), name.as_c_str(), rustix::fs::Mode::from_bits_truncate(0o755))
+            rustix::fs::mkdirat(
+                parent.as_fd(),
+                name.as_c_str(),
+                rustix::fs::Mode::from_bits_truncate(0o755),
+            )
         };
         match r {
             Ok(()) | Err(rustix::io::Errno::EXIST) => {}
-            Err(e) => return Err(err(format!("create {} in the container", cur.display()), e.into())),
+            Err(e) => {
+                return Err(err(
+                    format!("create {} in the container", cur.display()),
+                    e.into(),
+                ))
+            }
         }
         parent = sys::open_in_root(root, &cur, 0)
             .map_err(|e| err(format!("resolve {} in the container", cur.display()), e))?;
@@ -73,15 +95,32 @@ pub fn mkdir_all_in_root(root: BorrowedFd<'_>, path: &Path, file: bool) -> Resul
 
 /// Bind-mount `source` onto `dest` inside the root, then apply the flags a bind cannot take at
 /// first (ro, nosuid, ...) with a remount. Flags locked by a user namespace are kept.
-fn bind(root: BorrowedFd<'_>, source: &Path, dest: &Path, recursive: bool, remount: libc::c_ulong) -> Result<()> {
+fn bind(
+    root: BorrowedFd<'_>,
+    source: &Path,
+    dest: &Path,
+    recursive: bool,
+    remount: libc::c_ulong,
+) -> Result<()> {
     let is_file = std::fs::metadata(source)
         .map_err(|e| RuntimeError::io("bind mount source", source, e))?
         .is_file()
         || std::fs::symlink_metadata(source).is_ok_and(|m| !m.is_dir() && !m.is_symlink());
     let target = mkdir_all_in_root(root, dest, is_file)?;
     let rec = if recursive { libc::MS_REC } else { 0 };
-    sys::mount(Some(source), &sys::fd_path(target.as_fd()), None, libc::MS_BIND | rec, None)
-        .map_err(|e| err(format!("bind {} onto {}", source.display(), dest.display()), e))?;
+    sys::mount(
+        Some(source),
+        &sys::fd_path(target.as_fd()),
+        None,
+        libc::MS_BIND | rec,
+        None,
+    )
+    .map_err(|e| {
+        err(
+            format!("bind {} onto {}", source.display(), dest.display()),
+            e,
+        )
+    })?;
     if remount != 0 {
         remount_bind(root, dest, remount | rec)?;
     }
@@ -147,12 +186,24 @@ pub fn mount_one(ctx: &RootfsCtx<'_>, root: BorrowedFd<'_>, op: &MountOp) -> Res
             let target = mkdir_all_in_root(root, &op.dest, false)?;
             let src = op.source.clone().unwrap_or_else(|| PathBuf::from(fstype));
             let flags = op.flags & !libc::MS_REMOUNT;
-            let r = sys::mount(Some(&src), &sys::fd_path(target.as_fd()), Some(fstype), flags, Some(&op.data));
+            let r = sys::mount(
+                Some(&src),
+                &sys::fd_path(target.as_fd()),
+                Some(fstype),
+                flags,
+                Some(&op.data),
+            );
             match r {
                 // sysfs and mqueue cannot always be mounted afresh from a user namespace (sysfs
                 // needs a network namespace we own): fall back to a bind of the host's, as runc.
                 Err(e) if e.raw_os_error() == Some(libc::EPERM) && fstype == "sysfs" => {
-                    bind(root, Path::new("/sys"), &op.dest, true, flags | libc::MS_RDONLY)?;
+                    bind(
+                        root,
+                        Path::new("/sys"),
+                        &op.dest,
+                        true,
+                        flags | libc::MS_RDONLY,
+                    )?;
                 }
                 Err(e) if e.raw_os_error() == Some(libc::EPERM) && fstype == "mqueue" => {
                     bind(root, Path::new("/dev/mqueue"), &op.dest, false, flags)?;
@@ -215,31 +266,69 @@ fn set_rec_attr(root: BorrowedFd<'_>, dest: &Path, set: u64, clr: u64) -> Result
 
 fn mount_cgroup(ctx: &RootfsCtx<'_>, root: BorrowedFd<'_>, op: &MountOp) -> Result<()> {
     let flags = op.flags & !(libc::MS_BIND | libc::MS_REC | libc::MS_REMOUNT);
-    let is_v2 = ctx.cgroup_mounts.iter().any(|m| matches!(m, CgroupMount::V2));
+    let is_v2 = ctx
+        .cgroup_mounts
+        .iter()
+        .any(|m| matches!(m, CgroupMount::V2));
     if is_v2 || ctx.cgroup_mounts.is_empty() {
         // With a cgroup namespace the mount shows the container's own cgroup as its root.
         let target = mkdir_all_in_root(root, &op.dest, false)?;
-        return sys::mount(Some(Path::new("cgroup2")), &sys::fd_path(target.as_fd()), Some("cgroup2"), flags, None)
-            .map_err(|e| err(format!("mount cgroup2 on {}", op.dest.display()), e));
+        return sys::mount(
+            Some(Path::new("cgroup2")),
+            &sys::fd_path(target.as_fd()),
+            Some("cgroup2"),
+            flags,
+            None,
+        )
+        .map_err(|e| err(format!("mount cgroup2 on {}", op.dest.display()), e));
     }
     // v1: a tmpfs holding one directory per hierarchy.
     let target = mkdir_all_in_root(root, &op.dest, false)?;
-    sys::mount(Some(Path::new("tmpfs")), &sys::fd_path(target.as_fd()), Some("tmpfs"), libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC, Some("mode=755"))
-        .map_err(|e| err(format!("mount tmpfs on {}", op.dest.display()), e))?;
+    sys::mount(
+        Some(Path::new("tmpfs")),
+        &sys::fd_path(target.as_fd()),
+        Some("tmpfs"),
+        libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+        Some("mode=755"),
+    )
+    .map_err(|e| err(format!("mount tmpfs on {}", op.dest.display()), e))?;
     for m in ctx.cgroup_mounts {
-        let CgroupMount::V1 { dir, options, source: host_path, links } = m else {
+        let CgroupMount::V1 {
+            dir,
+            options,
+            source: host_path,
+            links,
+        } = m
+        else {
             continue;
         };
         let sub = op.dest.join(dir);
         let t = mkdir_all_in_root(root, &sub, false)?;
         let r = if ctx.new_cgroupns {
-            sys::mount(Some(Path::new("cgroup")), &sys::fd_path(t.as_fd()), Some("cgroup"), flags, Some(options))
+            sys::mount(
+                Some(Path::new("cgroup")),
+                &sys::fd_path(t.as_fd()),
+                Some("cgroup"),
+                flags,
+                Some(options),
+            )
         } else {
             Err(std::io::Error::from_raw_os_error(libc::EPERM))
         };
         if r.is_err() {
-            sys::mount(Some(host_path), &sys::fd_path(t.as_fd()), None, libc::MS_BIND | libc::MS_REC, None)
-                .map_err(|e| err(format!("bind cgroup {} on {}", host_path.display(), sub.display()), e))?;
+            sys::mount(
+                Some(host_path),
+                &sys::fd_path(t.as_fd()),
+                None,
+                libc::MS_BIND | libc::MS_REC,
+                None,
+            )
+            .map_err(|e| {
+                err(
+                    format!("bind cgroup {} on {}", host_path.display(), sub.display()),
+                    e,
+                )
+            })?;
             if flags != 0 {
                 remount_bind(root, &sub, flags | libc::MS_REC)?;
             }
@@ -247,7 +336,10 @@ fn mount_cgroup(ctx: &RootfsCtx<'_>, root: BorrowedFd<'_>, op: &MountOp) -> Resu
         for link in links {
             let l = op.dest.join(link);
             let parent = mkdir_all_in_root(root, l.parent().unwrap_or(Path::new("/")), false)?;
-            let name = l.file_name().map(|n| n.as_bytes().to_vec()).unwrap_or_default();
+            let name = l
+                .file_name()
+                .map(|n| n.as_bytes().to_vec())
+                .unwrap_or_default();
             let name = CString::new(name).unwrap_or_default();
             let _ = rustix::fs::symlinkat(dir.as_str(), parent.as_fd(), name.as_c_str());
         }
@@ -255,8 +347,14 @@ fn mount_cgroup(ctx: &RootfsCtx<'_>, root: BorrowedFd<'_>, op: &MountOp) -> Resu
     if flags & libc::MS_RDONLY != 0 {
         let fd = sys::open_in_root(root, &op.dest, 0)
             .map_err(|e| err(format!("resolve {}", op.dest.display()), e))?;
-        sys::mount(None, &sys::fd_path(fd.as_fd()), None, libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC, Some("mode=755"))
-            .map_err(|e| err(format!("remount {} read-only", op.dest.display()), e))?;
+        sys::mount(
+            None,
+            &sys::fd_path(fd.as_fd()),
+            None,
+            libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+            Some("mode=755"),
+        )
+        .map_err(|e| err(format!("remount {} read-only", op.dest.display()), e))?;
     }
     Ok(())
 }
@@ -272,19 +370,33 @@ pub fn create_devices(root: BorrowedFd<'_>, devices: &[DeviceNode], in_userns: b
         if in_userns {
             bind(root, &d.path, &d.path, false, 0).or_else(|e| {
                 // The host may lack the node (e.g. /dev/fuse): skip it rather than fail, as runc.
-                if d.path.exists() { Err(e) } else { Ok(()) }
+                if d.path.exists() {
+                    Err(e)
+                } else {
+                    Ok(())
+                }
             })?;
             continue;
         }
-        let _ = rustix::fs::unlinkat(parent.as_fd(), name.as_c_str(), rustix::fs::AtFlags::empty());
+        let _ = rustix::fs::unlinkat(
+            parent.as_fd(),
+            name.as_c_str(),
+            rustix::fs::AtFlags::empty(),
+        );
         let dev = rustix::fs::makedev(d.major as u32, d.minor as u32);
         let kind = match d.kind {
             libc::S_IFBLK => rustix::fs::FileType::BlockDevice,
             libc::S_IFIFO => rustix::fs::FileType::Fifo,
             _ => rustix::fs::FileType::CharacterDevice,
         };
-        rustix::fs::mknodat(parent.as_fd(), name.as_c_str(), kind, rustix::fs::Mode::from_bits_truncate(d.mode), dev)
-            .map_err(|e| err(format!("mknod {}", d.path.display()), e.into()))?;
+        rustix::fs::mknodat(
+            parent.as_fd(),
+            name.as_c_str(),
+            kind,
+            rustix::fs::Mode::from_bits_truncate(d.mode),
+            dev,
+        )
+        .map_err(|e| err(format!("mknod {}", d.path.display()), e.into()))?;
         // mknod honours the umask: set the mode exactly, then the owner.
         let node = sys::open_in_root(root, &d.path, 0)
             .map_err(|e| err(format!("resolve {}", d.path.display()), e))?;
@@ -321,8 +433,14 @@ pub fn pivot(rootfs: &Path) -> Result<()> {
         .map_err(|e| RuntimeError::io("pivot_root into", rootfs, e))?;
     rustix::process::fchdir(&old).map_err(|e| err("chdir to old root".into(), e.into()))?;
     // Keep the unmount of the old root from propagating to the host.
-    sys::mount(None, Path::new("."), None, libc::MS_SLAVE | libc::MS_REC, None)
-        .map_err(|e| err("make old root a slave".into(), e))?;
+    sys::mount(
+        None,
+        Path::new("."),
+        None,
+        libc::MS_SLAVE | libc::MS_REC,
+        None,
+    )
+    .map_err(|e| err("make old root a slave".into(), e))?;
     sys::umount2(Path::new("."), libc::MNT_DETACH).map_err(|e| err("detach old root".into(), e))?;
     std::env::set_current_dir("/").map_err(|e| err("chdir /".into(), e))?;
     Ok(())
@@ -330,7 +448,8 @@ pub fn pivot(rootfs: &Path) -> Result<()> {
 
 /// Without pivot_root (e.g. a rootfs on ramfs): move the rootfs over / and chroot.
 pub fn move_root(rootfs: &Path) -> Result<()> {
-    std::env::set_current_dir(rootfs).map_err(|e| RuntimeError::io("cannot enter rootfs", rootfs, e))?;
+    std::env::set_current_dir(rootfs)
+        .map_err(|e| RuntimeError::io("cannot enter rootfs", rootfs, e))?;
     sys::mount(Some(rootfs), Path::new("/"), None, libc::MS_MOVE, None)
         .map_err(|e| err("move rootfs to /".into(), e))?;
     rustix::process::chroot(".").map_err(|e| err("chroot".into(), e.into()))?;
@@ -349,7 +468,13 @@ pub fn mask(root: BorrowedFd<'_>, path: &Path) -> Result<()> {
     let p = sys::fd_path(fd.as_fd());
     let is_dir = std::fs::metadata(&p).map(|m| m.is_dir()).unwrap_or(false);
     let r = if is_dir {
-        sys::mount(Some(Path::new("tmpfs")), &p, Some("tmpfs"), libc::MS_RDONLY, None)
+        sys::mount(
+            Some(Path::new("tmpfs")),
+            &p,
+            Some("tmpfs"),
+            libc::MS_RDONLY,
+            None,
+        )
     } else {
         sys::mount(Some(Path::new("/dev/null")), &p, None, libc::MS_BIND, None)
     };
@@ -368,17 +493,33 @@ pub fn readonly(root: BorrowedFd<'_>, path: &Path) -> Result<()> {
     sys::mount(Some(&p), &p, None, libc::MS_BIND | libc::MS_REC, None)
         .map_err(|e| err(format!("bind {} read-only", path.display()), e))?;
     drop(fd);
-    remount_bind(root, path, libc::MS_RDONLY | libc::MS_REC | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC)
-        .or_else(|_| remount_bind(root, path, libc::MS_RDONLY | libc::MS_REC))
+    remount_bind(
+        root,
+        path,
+        libc::MS_RDONLY | libc::MS_REC | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+    )
+    .or_else(|_| remount_bind(root, path, libc::MS_RDONLY | libc::MS_REC))
 }
 
 /// Remounts the root read-only.
 pub fn readonly_root() -> Result<()> {
-    let r = sys::mount(None, Path::new("/"), None, libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY, None);
+    let r = sys::mount(
+        None,
+        Path::new("/"),
+        None,
+        libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY,
+        None,
+    );
     match r {
         Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
             let locked = locked_flags(Path::new("/"));
-            sys::mount(None, Path::new("/"), None, libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | locked, None)
+            sys::mount(
+                None,
+                Path::new("/"),
+                None,
+                libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | locked,
+                None,
+            )
         }
         r => r,
     }
@@ -388,6 +529,12 @@ pub fn readonly_root() -> Result<()> {
 /// Binds the terminal's slave onto /dev/console, as runc does.
 pub fn console(root: BorrowedFd<'_>, slave: &Path) -> Result<()> {
     let t = mkdir_all_in_root(root, Path::new("/dev/console"), true)?;
-    sys::mount(Some(slave), &sys::fd_path(t.as_fd()), None, libc::MS_BIND, None)
-        .map_err(|e| err("bind the terminal onto /dev/console".into(), e))
+    sys::mount(
+        Some(slave),
+        &sys::fd_path(t.as_fd()),
+        None,
+        libc::MS_BIND,
+        None,
+    )
+    .map_err(|e| err("bind the terminal onto /dev/console".into(), e))
 }

@@ -91,7 +91,11 @@ mod tests {
         a.send(&Msg::Created).unwrap();
         b.expect(&Msg::Created).unwrap();
         a.send(&Msg::Error("nope".into())).unwrap();
-        assert!(b.expect(&Msg::Created).unwrap_err().to_string().contains("nope"));
+        assert!(b
+            .expect(&Msg::Created)
+            .unwrap_err()
+            .to_string()
+            .contains("nope"));
         drop(a);
         assert_eq!(b.recv().unwrap(), None);
     }

@@ -30,19 +30,32 @@ impl ConsoleListener {
         std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
         let dir = TempDir(dir);
         let path = dir.0.join("sock");
-        let listener = UnixListener::bind(&path).with_context(|| format!("listen on {}", path.display()))?;
-        Ok(Self { path, listener, _dir: dir })
+        let listener =
+            UnixListener::bind(&path).with_context(|| format!("listen on {}", path.display()))?;
+        Ok(Self {
+            path,
+            listener,
+            _dir: dir,
+        })
     }
 
     /// Accepts the container's connection and receives the pty master.
     pub fn receive_master(&self) -> Result<OwnedFd> {
         use rustix::net::{recvmsg, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
-        let (conn, _) = self.listener.accept().context("accept on the console socket")?;
+        let (conn, _) = self
+            .listener
+            .accept()
+            .context("accept on the console socket")?;
         let mut space = [std::mem::MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
         let mut anc = RecvAncillaryBuffer::new(&mut space);
         let mut buf = [0u8; 4096];
-        recvmsg(&conn, &mut [IoSliceMut::new(&mut buf)], &mut anc, RecvFlags::empty())
-            .context("receive the terminal")?;
+        recvmsg(
+            &conn,
+            &mut [IoSliceMut::new(&mut buf)],
+            &mut anc,
+            RecvFlags::empty(),
+        )
+        .context("receive the terminal")?;
         for msg in anc.drain() {
             if let RecvAncillaryMessage::ScmRights(mut fds) = msg {
                 if let Some(fd) = fds.next() {
@@ -71,7 +84,11 @@ impl RawMode {
 impl Drop for RawMode {
     fn drop(&mut self) {
         if let Some(t) = &self.0 {
-            let _ = rustix::termios::tcsetattr(rustix::stdio::stdin(), rustix::termios::OptionalActions::Now, t);
+            let _ = rustix::termios::tcsetattr(
+                rustix::stdio::stdin(),
+                rustix::termios::OptionalActions::Now,
+                t,
+            );
         }
     }
 }
@@ -92,13 +109,19 @@ pub fn proxy(master: &OwnedFd, mut done: impl FnMut() -> bool) {
         if stdin_open {
             fds.push(PollFd::new(&stdin, PollFlags::IN));
         }
-        let t = Timespec { tv_sec: 0, tv_nsec: 200_000_000 };
+        let t = Timespec {
+            tv_sec: 0,
+            tv_nsec: 200_000_000,
+        };
         match poll(&mut fds, Some(&t)) {
             Ok(_) | Err(rustix::io::Errno::INTR) => {}
             Err(_) => return,
         }
         let m = fds[0].revents();
-        let s = fds.get(1).map(|f| f.revents()).unwrap_or(PollFlags::empty());
+        let s = fds
+            .get(1)
+            .map(|f| f.revents())
+            .unwrap_or(PollFlags::empty());
         if m.contains(PollFlags::IN) {
             match rustix::io::read(master, &mut buf) {
                 Ok(0) | Err(_) => return,

@@ -53,9 +53,16 @@ impl Log {
             })
             .to_string()
         } else {
-            format!("time=\"{}\" level=error msg={msg:?}", berth_runtime::container::rfc3339_now())
+            format!(
+                "time=\"{}\" level=error msg={msg:?}",
+                berth_runtime::container::rfc3339_now()
+            )
         };
-        if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
             let _ = writeln!(f, "{line}");
         }
     }

@@ -228,7 +228,8 @@ fn exec(ctx: &Ctx, e: liboci_cli::Exec) -> Result<i32> {
                 p.user_mut().set_gid(gid.unwrap_or(0));
             }
             if !e.additional_gids.is_empty() {
-                p.user_mut().set_additional_gids(Some(e.additional_gids.clone()));
+                p.user_mut()
+                    .set_additional_gids(Some(e.additional_gids.clone()));
             }
             if e.no_new_privs {
                 p.set_no_new_privileges(Some(true));
@@ -238,7 +239,10 @@ fn exec(ctx: &Ctx, e: liboci_cli::Exec) -> Result<i32> {
                 let extra: Vec<oci_spec::runtime::Capability> = e
                     .cap
                     .iter()
-                    .map(|c| serde_json::from_value(serde_json::json!(c)).with_context(|| format!("unknown capability {c:?}")))
+                    .map(|c| {
+                        serde_json::from_value(serde_json::json!(c))
+                            .with_context(|| format!("unknown capability {c:?}"))
+                    })
                     .collect::<Result<_>>()?;
                 let add = |s: &Option<oci_spec::runtime::Capabilities>| {
                     let mut s = s.clone().unwrap_or_default();
@@ -364,9 +368,16 @@ fn list(ctx: &Ctx, l: liboci_cli::List) -> Result<i32> {
 
 fn events(ctx: &Ctx, e: liboci_cli::Events) -> Result<i32> {
     let c = Container::load(&ctx.root, &e.container_id)?;
-    let cg = c.state.cgroup.clone().context("the container has no cgroup")?;
+    let cg = c
+        .state
+        .cgroup
+        .clone()
+        .context("the container has no cgroup")?;
     let event = |cg: &berth_runtime::cgroups::Cgroup| -> Result<String> {
-        Ok(serde_json::json!({"type": "stats", "id": e.container_id, "data": cg.stats()?}).to_string())
+        Ok(
+            serde_json::json!({"type": "stats", "id": e.container_id, "data": cg.stats()?})
+                .to_string(),
+        )
     };
     if e.stats {
         println!("{}", event(&cg)?);
@@ -378,7 +389,10 @@ fn events(ctx: &Ctx, e: liboci_cli::Events) -> Result<i32> {
         println!("{}", event(&cg)?);
         let now = cg.oom_kills().unwrap_or(0);
         if now > ooms {
-            println!("{}", serde_json::json!({"type": "oom", "id": e.container_id}));
+            println!(
+                "{}",
+                serde_json::json!({"type": "oom", "id": e.container_id})
+            );
             ooms = now;
         }
         std::thread::sleep(interval);
@@ -399,7 +413,7 @@ fn update(ctx: &Ctx, u: liboci_cli::Update) -> Result<i32> {
         }
         None => Default::default(),
     };
-    let mut mem = r.memory().clone().unwrap_or_default();
+    let mut mem = (*r.memory()).unwrap_or_default();
     if let Some(m) = u.memory {
         mem.set_limit(Some(m as i64));
     }
@@ -428,7 +442,11 @@ fn update(ctx: &Ctx, u: liboci_cli::Update) -> Result<i32> {
     }
     r.set_cpu(Some(cpu));
     if let Some(p) = u.pids_limit {
-        r.set_pids(Some(oci_spec::runtime::LinuxPidsBuilder::default().limit(p).build()?));
+        r.set_pids(Some(
+            oci_spec::runtime::LinuxPidsBuilder::default()
+                .limit(p)
+                .build()?,
+        ));
     }
     if let Some(w) = u.blkio_weight {
         let mut b = r.block_io().clone().unwrap_or_default();

@@ -1,4 +1,0 @@
-//! (being written)
-pub struct Container;
-pub struct ContainerState;
-pub enum Status {}
