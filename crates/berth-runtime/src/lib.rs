@@ -15,6 +15,7 @@ pub mod plan;
 pub mod seccomp;
 pub mod spec;
 pub mod sys;
+pub mod timing;
 
 pub use container::{Container, ContainerState, Status};
 pub use error::RuntimeError;

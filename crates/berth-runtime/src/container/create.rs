@@ -31,6 +31,8 @@ pub struct CreateOpts {
     pub preserve_fds: u32,
     /// Accept `slice:prefix:name` cgroup paths (runc's --systemd-cgroup).
     pub systemd_cgroup: bool,
+    /// Start right away (`run`): no exec fifo, the init execs as soon as it is set up.
+    pub start_now: bool,
 }
 
 /// Removes a half-made container unless disarmed.
@@ -64,12 +66,14 @@ impl Container {
     /// Creates container `opts.id` under the runtime root `root`.
     pub fn create(root: &Path, opts: &CreateOpts) -> Result<Container> {
         let dir = Container::dir_of(root, &opts.id)?;
+        crate::timing::mark("create");
         let bundle = load_bundle(&opts.bundle)?;
         let spec = &bundle.spec;
         let proc_spec = spec.process().as_ref().ok_or_else(|| RuntimeError::Spec {
             path: bundle.dir.join("config.json"),
             msg: "process is missing: a container needs a process to run".into(),
         })?;
+        crate::timing::mark("spec loaded");
         let ns = plan::namespaces(spec)?;
         if !rustix::process::geteuid().is_root() && !ns.new_user() {
             return Err(RuntimeError::NeedPrivilege(
@@ -141,18 +145,29 @@ impl Container {
         };
         std::fs::copy(bundle.dir.join("config.json"), dir.join("config.json"))
             .map_err(|e| RuntimeError::io("cannot copy config.json to", &dir, e))?;
-        let fifo = dir.join("exec.fifo");
-        rustix::fs::mkfifoat(
-            rustix::fs::CWD,
-            &fifo,
-            rustix::fs::Mode::from_bits_truncate(0o622),
-        )
-        .map_err(|e| RuntimeError::io("cannot create", &fifo, e.into()))?;
-        let state_dir = sys::open(&dir, libc::O_PATH | libc::O_DIRECTORY, 0)
-            .map_err(|e| RuntimeError::io("cannot open", &dir, e))?;
+        let state_dir = if opts.start_now {
+            None
+        } else {
+            let fifo = dir.join("exec.fifo");
+            rustix::fs::mkfifoat(
+                rustix::fs::CWD,
+                &fifo,
+                rustix::fs::Mode::from_bits_truncate(0o622),
+            )
+            .map_err(|e| RuntimeError::io("cannot create", &fifo, e.into()))?;
+            // Writable by the container's root whatever our umask (as runc): in a user namespace the
+            // init opens it as a mapped, unprivileged host uid.
+            rustix::fs::chmod(&fifo, rustix::fs::Mode::from_bits_truncate(0o622))
+                .map_err(|e| RuntimeError::io("cannot chmod", &fifo, e.into()))?;
+            Some(
+                sys::open(&dir, libc::O_PATH | libc::O_DIRECTORY, 0)
+                    .map_err(|e| RuntimeError::io("cannot open", &dir, e))?,
+            )
+        };
 
-        let cgroup = setup_cgroup(&opts.id, spec, opts.systemd_cgroup, ns.new_user())?;
-        guard.cgroup = cgroup.clone();
+        // Resolve the cgroup now (cheap, and the init needs its mount layout); create it while
+        // the init builds its root filesystem.
+        let cgroup = resolve_cgroup(&opts.id, spec, opts.systemd_cgroup, ns.new_user())?;
         let cgroup_mounts = cgroup
             .as_ref()
             .map(|c| c.container_mounts())
@@ -165,7 +180,9 @@ impl Container {
             bundle: bundle.dir.clone(),
             rootfs: bundle.rootfs.clone(),
             created: rfc3339_now(),
-            started: false,
+            started: opts.start_now,
+            has_poststart: hooks.poststart().as_ref().is_some_and(|h| !h.is_empty()),
+            has_poststop: hooks.poststop().as_ref().is_some_and(|h| !h.is_empty()),
             annotations: spec.annotations().clone().unwrap_or_default(),
             cgroup: cgroup.clone(),
             ns: ns.clone(),
@@ -195,7 +212,7 @@ impl Container {
             sysctls,
             process,
             console_socket,
-            state_dir: Some(state_dir),
+            state_dir,
             no_pivot: opts.no_pivot,
             no_new_keyring: opts.no_new_keyring,
             parent_hooks: !parent_hooks.is_empty(),
@@ -204,6 +221,7 @@ impl Container {
             hook_state: container.hook_state(Status::Created),
         };
 
+        crate::timing::mark("prepared");
         let (parent_end, child_end) = Channel::pair()?;
         if let Some((_, fd)) = cfg.join_fds.iter().find(|(k, _)| k == "pid") {
             // A pid namespace applies to children: enter it here, before clone.
@@ -229,10 +247,14 @@ impl Container {
         if ns.new_user() {
             write_id_maps(pid, &bundle)?;
         }
+        parent_end.send(&Msg::Go)?;
         if let Some(cg) = &cgroup {
+            guard.cgroup = Some(cg.clone());
+            setup_cgroup(cg, spec)?;
             cg.add_task(pid)?;
         }
-        parent_end.send(&Msg::Go)?;
+        parent_end.send(&Msg::CgroupReady)?;
+        crate::timing::mark("cgroup ready");
         state.pid = pid;
         let container = Container {
             dir: dir.clone(),
@@ -244,6 +266,7 @@ impl Container {
             parent_end.send(&Msg::HooksDone)?;
         }
         parent_end.expect(&Msg::Created)?;
+        crate::timing::mark("created");
 
         let mut container = container;
         container.state.pid_start = sys::pid_start_time(pid).unwrap_or(0);
@@ -252,6 +275,9 @@ impl Container {
             write_pid_file(pf, pid)?;
         }
         guard.armed = false;
+        if opts.start_now {
+            container.run_poststart()?;
+        }
         Ok(container)
     }
 }
@@ -260,9 +286,9 @@ fn paths(list: &Option<Vec<String>>) -> Vec<PathBuf> {
     list.iter().flatten().map(PathBuf::from).collect()
 }
 
-/// Creates and configures the container's cgroup. Inside a user namespace without root on the
-/// host, cgroups are best effort (rootless containers may have no writable hierarchy).
-fn setup_cgroup(
+/// Resolves the container's cgroup. Inside a user namespace without root on the host, cgroups
+/// are skipped (rootless containers may have no writable hierarchy).
+fn resolve_cgroup(
     id: &str,
     spec: &oci_spec::runtime::Spec,
     systemd: bool,
@@ -274,25 +300,22 @@ fn setup_cgroup(
         .as_ref()
         .map(|p| p.display().to_string());
     let rootless = userns && !rustix::process::geteuid().is_root();
-    let cg = match Cgroup::new(path.as_deref(), id, systemd) {
-        Ok(cg) => cg,
-        Err(_) if rootless => return Ok(None),
-        Err(e) => return Err(e.into()),
-    };
-    if let Err(e) = cg.create() {
-        if rootless {
-            return Ok(None);
-        }
-        return Err(e.into());
+    match Cgroup::new(path.as_deref(), id, systemd) {
+        Ok(cg) => Ok(Some(cg)),
+        Err(_) if rootless => Ok(None),
+        Err(e) => Err(e.into()),
     }
+}
+
+/// Creates the cgroup and applies the spec's resources.
+fn setup_cgroup(cg: &Cgroup, spec: &oci_spec::runtime::Spec) -> Result<()> {
+    let linux = spec.linux().clone().unwrap_or_default();
+    cg.create()?;
     if let Some(r) = linux.resources() {
         let r = with_default_device_rules(r, linux.devices().as_deref().unwrap_or_default());
-        if let Err(e) = cg.apply(&r) {
-            let _ = cg.destroy();
-            return Err(e.into());
-        }
+        cg.apply(&r)?;
     }
-    Ok(Some(cg))
+    Ok(())
 }
 
 /// The spec's device rules followed by what every container may use (as runc adds them): the

@@ -31,20 +31,18 @@ impl Container {
             }
         }
         if let Some(cg) = &self.state.cgroup {
-            // Processes take a moment to leave the cgroup after SIGKILL.
-            let mut last = Ok(());
-            for _ in 0..200 {
-                last = cg.destroy();
-                if last.is_ok() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            last?;
+            // destroy retries while killed processes leave the cgroup.
+            cg.destroy()?;
         }
-        let spec = self.spec().ok();
+        let poststop = if self.state.has_poststop {
+            self.spec()
+                .ok()
+                .and_then(|s| s.hooks().as_ref().and_then(|h| h.poststop().clone()))
+        } else {
+            None
+        };
         let _ = std::fs::remove_dir_all(&self.dir);
-        if let Some(h) = spec.and_then(|s| s.hooks().as_ref().and_then(|h| h.poststop().clone())) {
+        if let Some(h) = poststop {
             // poststop failures are reported but the container is gone either way.
             crate::hooks::run_all(&h, &self.hook_state(Status::Stopped))?;
         }

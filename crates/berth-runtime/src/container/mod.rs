@@ -86,6 +86,11 @@ pub struct ContainerState {
     pub created: String,
     /// True once `start` has let the user process run.
     pub started: bool,
+    /// Whether the spec has poststart/poststop hooks (so start/delete read it only then).
+    #[serde(default)]
+    pub has_poststart: bool,
+    #[serde(default)]
+    pub has_poststop: bool,
     #[serde(default)]
     pub annotations: HashMap<String, String>,
     pub cgroup: Option<Cgroup>,

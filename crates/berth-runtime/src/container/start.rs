@@ -46,9 +46,15 @@ impl Container {
         let _ = std::fs::remove_file(&fifo);
         self.state.started = true;
         self.save()?;
+        self.run_poststart()
+    }
+
+    pub(crate) fn run_poststart(&self) -> Result<()> {
+        if !self.state.has_poststart {
+            return Ok(());
+        }
         let spec = self.spec()?;
         if let Some(h) = spec.hooks().as_ref().and_then(|h| h.poststart().clone()) {
-            // A failing poststart hook is logged by the caller but does not stop the container.
             crate::hooks::run_all(&h, &self.hook_state(Status::Running))?;
         }
         Ok(())

@@ -52,14 +52,20 @@ pub struct InitConfig {
     pub hook_state: serde_json::Value,
 }
 
+/// Set once the init told the parent "created" (the init is single-threaded).
+static CREATED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// The init's entry point in the child; never returns.
 pub fn run(cfg: InitConfig, chan: Channel) -> ! {
     let e = match setup(&cfg, &chan) {
         Ok(e) | Err(e) => e,
     };
+    // Until "created" the parent reports our error (one line) or is failing with its own; after
+    // it, the parent is gone, so say it where the container's output goes.
     let _ = chan.send(&Msg::Error(e.to_string()));
-    // After "created" the parent may be gone; say it where the container's output goes too.
-    let _ = sys_write_stderr(&format!("berth-runc init: {e}\n"));
+    if CREATED.load(std::sync::atomic::Ordering::Relaxed) {
+        let _ = sys_write_stderr(&format!("berth-runc init: {e}\n"));
+    }
     crate::sys::exit_now(127)
 }
 
@@ -73,6 +79,7 @@ fn setup(cfg: &InitConfig, chan: &Channel) -> Result<RuntimeError> {
     rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
         .map_err(|e| RuntimeError::sys("make init non-dumpable", e))?;
     chan.expect(&Msg::Go)?;
+    crate::timing::mark("init: go");
 
     for (kind, fd) in &cfg.join_fds {
         if kind == "pid" {
@@ -95,10 +102,6 @@ fn setup(cfg: &InitConfig, chan: &Channel) -> Result<RuntimeError> {
             rustix::process::Uid::ROOT,
         )
         .map_err(|e| RuntimeError::sys("setuid 0 in the user namespace (is uid 0 mapped?)", e))?;
-    }
-    if cfg.ns.new_cgroup {
-        crate::sys::unshare(libc::CLONE_NEWCGROUP)
-            .map_err(|e| RuntimeError::sys("create the cgroup namespace", e))?;
     }
     let _ = rustix::process::setsid();
     if !cfg.no_new_keyring {
@@ -133,7 +136,25 @@ fn setup(cfg: &InitConfig, chan: &Channel) -> Result<RuntimeError> {
         cgroup_mounts: &cfg.cgroup_mounts,
     };
     let mut dev_is_tmpfs = false;
+    // The parent sets the cgroup up while we mount; wait for it only where it matters: before
+    // the cgroup filesystem is mounted, or before pivot_root at the latest.
+    let mut in_cgroup = false;
+    let join_cgroup = |in_cgroup: &mut bool| -> Result<()> {
+        if *in_cgroup {
+            return Ok(());
+        }
+        chan.expect(&Msg::CgroupReady)?;
+        if cfg.ns.new_cgroup {
+            crate::sys::unshare(libc::CLONE_NEWCGROUP)
+                .map_err(|e| RuntimeError::sys("create the cgroup namespace", e))?;
+        }
+        *in_cgroup = true;
+        Ok(())
+    };
     for op in &cfg.mounts {
+        if op.kind == crate::plan::MountKind::Cgroup {
+            join_cgroup(&mut in_cgroup)?;
+        }
         rootfs::mount_one(&ctx, root.as_fd(), op)?;
         if op.dest == Path::new("/dev") {
             dev_is_tmpfs = true;
@@ -148,6 +169,10 @@ fn setup(cfg: &InitConfig, chan: &Channel) -> Result<RuntimeError> {
             rootfs::create_devices(root.as_fd(), &spec_only, ctx.in_userns)?;
         }
     }
+
+    crate::timing::mark("init: mounts done");
+    join_cgroup(&mut in_cgroup)?;
+    crate::timing::mark("init: in cgroup");
 
     let mut state = cfg.hook_state.clone();
     state["pid"] = serde_json::json!(rustix::process::getpid().as_raw_nonzero().get());
@@ -190,8 +215,10 @@ fn setup(cfg: &InitConfig, chan: &Channel) -> Result<RuntimeError> {
         rootfs::readonly_root()?;
     }
 
+    crate::timing::mark("init: rootfs done");
     let program = cfg.process.resolve_program()?;
     chan.send(&Msg::Created)?;
+    CREATED.store(true, std::sync::atomic::Ordering::Relaxed);
 
     if let Some(dir) = &cfg.state_dir {
         wait_for_start(dir)?;

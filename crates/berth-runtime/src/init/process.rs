@@ -240,6 +240,7 @@ impl ProcessPlan {
             .map(|a| a.as_ptr())
             .chain(std::iter::once(std::ptr::null()))
             .collect();
+        crate::timing::mark("init: execve");
         // SAFETY: `program`, argv and envp are NUL-terminated strings kept alive by `self`, and
         // both arrays end in a null pointer, as execve requires.
         unsafe { libc::execve(program.as_ptr(), argv.as_ptr(), envp.as_ptr()) };

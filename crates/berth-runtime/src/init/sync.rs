@@ -12,6 +12,8 @@ use crate::error::{Result, RuntimeError};
 pub enum Msg {
     /// Parent → child: maps written, cgroup joined; go on.
     Go,
+    /// Parent → child: the cgroup exists and the child is in it; create the cgroup namespace.
+    CgroupReady,
     /// Child → parent: mounts done, about to pivot_root; run createRuntime/prestart hooks.
     MountsReady,
     /// Parent → child: hooks ran.

@@ -59,8 +59,10 @@ pub fn ensure_sealed() -> std::io::Result<()> {
     if is_sealed(&exe) || is_readonly_mount(&exe) {
         return Ok(());
     }
+    berth_runtime::timing::mark("reexec: start");
     match readonly_view() {
         Ok(view) => {
+            berth_runtime::timing::mark("reexec: view ready");
             drop(exe);
             return reexec(&view);
         }

@@ -69,21 +69,25 @@ impl Log {
 }
 
 fn main() {
+    berth_runtime::timing::init_from_env();
+    berth_runtime::timing::mark("main");
+    // Protect the binary before anything else (and before parsing the command line, which would
+    // otherwise be done twice): any argument naming a verb that enters a container re-execs.
+    // A container id that happens to be "run" costs a needless re-exec, nothing more.
+    if std::env::args()
+        .skip(1)
+        .any(|a| a == "create" || a == "run" || a == "exec")
+    {
+        if let Err(e) = clone_binary::ensure_sealed() {
+            eprintln!("berth-runc: cannot protect the runtime binary: {e}");
+            std::process::exit(1);
+        }
+    }
     let cli = Cli::parse();
     let log = Log {
         path: cli.global.log.clone(),
         json: cli.global.log_format.as_deref() == Some("json"),
     };
-    let needs_sealed_binary = matches!(
-        &cli.cmd,
-        Cmd::Standard(c) if matches!(**c, StandardCmd::Create(_))
-    ) || matches!(&cli.cmd, Cmd::Common(c) if matches!(**c, CommonCmd::Run(_) | CommonCmd::Exec(_)));
-    if needs_sealed_binary {
-        if let Err(e) = clone_binary::ensure_sealed() {
-            log.error(&format!("cannot protect the runtime binary: {e}"));
-            std::process::exit(1);
-        }
-    }
     let root = cli
         .global
         .root

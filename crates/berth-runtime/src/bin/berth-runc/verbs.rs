@@ -31,6 +31,7 @@ pub fn dispatch(ctx: &Ctx, cmd: Cmd) -> Result<i32> {
                     no_new_keyring: c.no_new_keyring,
                     preserve_fds: c.preserve_fds.max(0) as u32,
                     systemd_cgroup: ctx.systemd_cgroup,
+                    start_now: false,
                 };
                 Container::create(&ctx.root, &opts)?;
                 Ok(0)
@@ -172,7 +173,10 @@ fn run(ctx: &Ctx, r: liboci_cli::Run) -> Result<i32> {
         no_new_keyring: r.no_new_keyring,
         preserve_fds: r.preserve_fds.max(0) as u32,
         systemd_cgroup: ctx.systemd_cgroup,
+        // With a terminal of our own, start only once we hold the master, so no output is lost.
+        start_now: listener.is_none(),
     };
+    let start_now = opts.start_now;
     let mut c = Container::create(&ctx.root, &opts)?;
     let master = match listener.as_ref().map(|l| l.receive_master()).transpose() {
         Ok(m) => m,
@@ -181,19 +185,23 @@ fn run(ctx: &Ctx, r: liboci_cli::Run) -> Result<i32> {
             return Err(e);
         }
     };
-    if let Err(e) = c.start() {
-        let _ = c.delete(true);
-        return Err(e.into());
+    if !start_now {
+        if let Err(e) = c.start() {
+            let _ = c.delete(true);
+            return Err(e.into());
+        }
     }
     if r.detach {
         return Ok(0);
     }
     let code = wait_with_terminal(c.state.pid, master);
+    berth_runtime::timing::mark("exited");
     if !r.keep {
         if let Ok(c) = Container::load(&ctx.root, &r.container_id) {
             c.delete(true)?;
         }
     }
+    berth_runtime::timing::mark("deleted");
     Ok(code)
 }
 
