@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# test.sh — the project's test command (README, .ci/run): every test of the
+# workspace in release mode, with BERTH_TEST_ROOTFS pointing at the busybox
+# rootfs that scripts/setup.sh prepared (made here if missing). Tests that need
+# a bundle copy that rootfs or call scripts/mkbundle.sh; they must not write
+# into it. Extra arguments go to cargo nextest (or cargo test without nextest).
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$here/.." && pwd)
+cache_dir=${BERTH_CACHE_DIR:-/var/cache/berth}
+[[ -d $HOME/.cargo/bin ]] && PATH=$HOME/.cargo/bin:$PATH
+
+if [[ ! -f $cache_dir/rootfs.stamp ]]; then
+    mkdir -p "$cache_dir"
+    {
+        flock 9
+        bash "$here/mkrootfs.sh" "$cache_dir/rootfs"
+        touch "$cache_dir/rootfs.stamp"
+    } 9>"$cache_dir/rootfs.lock"
+fi
+export BERTH_TEST_ROOTFS=$cache_dir/rootfs
+export BERTH_MKBUNDLE=$here/mkbundle.sh
+
+cd "$repo"
+if cargo nextest --version >/dev/null 2>&1; then
+    exec cargo nextest run --workspace --release --no-fail-fast --no-tests=warn "$@"
+else
+    exec cargo test --workspace --release --no-fail-fast "$@"
+fi
