@@ -122,6 +122,10 @@ for r in "${runtimes[@]}"; do
     for id in $(timeout 10 "${path[$r]}" list -q 2>/dev/null || true); do
         timeout 10 "${path[$r]}" delete --force "$id" >/dev/null 2>&1 || true
     done
+    # Some tests (rootfs propagation "shared") leave the container's mounts in
+    # the host's mount namespace, under the bundle: unmount them, deepest first.
+    awk -v t="$tmp/" 'index($5, t) == 1 { print $5 }' /proc/self/mountinfo | sort -r \
+        | while read -r m; do umount -l "$m" 2>/dev/null || true; done
     rm -rf --one-file-system "$tmp" 2>/dev/null || true
 done
 
