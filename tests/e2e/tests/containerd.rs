@@ -634,6 +634,14 @@ fn containerd_runc_v2_shim_drives_berth_runc() -> Result<()> {
         common::wait_until(Duration::from_secs(5), || !common::pid_alive(child_pid)),
         "the init's child {child_pid} survived kill --all"
     );
+    // Signalling the stopped task: the shim must see runc's "container not running" and answer
+    // NotFound (what CRI and Docker treat as "already stopped"), not an unknown error.
+    let out = ctd.ctr(&["task", "kill", "-s", "SIGKILL", &id])?;
+    ensure!(
+        out.code != 0 && out.stderr.contains("process already finished: not found"),
+        "killing a stopped task should say not found: {}",
+        out.stderr
+    );
     ctd.ctr_ok(&["task", "delete", &id])?;
     ensure!(
         ctd.task_status(&id)?.is_none(),

@@ -81,7 +81,9 @@ impl Container {
             }
         }
         if !status.can_kill() {
-            return Err(self.bad_state(status, "the container is not running"));
+            // runc's words: containerd's shim matches "container not running" to report the
+            // process as already finished (NotFound) instead of an unknown kill failure.
+            return Err(self.bad_state(status, "container not running"));
         }
         // SAFETY: kill takes plain integers; init_alive checked the pid is still our init.
         if unsafe { libc::kill(self.state.pid, signal) } != 0 {
