@@ -23,8 +23,64 @@ use liboci_cli::{CommonCmd, GlobalOpts, StandardCmd};
 struct Cli {
     #[command(flatten)]
     global: GlobalOpts,
+    /// runc's --rootless (true, false or auto), which go-runc passes when a shim sets it:
+    /// accepted; berth-runc goes by the privileges it really has.
+    #[arg(long, value_name = "true|false|auto", value_parser = ["true", "false", "auto"])]
+    rootless: Option<String>,
+    /// runc's --criu PATH, which go-runc passes when a shim names a CRIU binary: accepted;
+    /// checkpoint and restore are not supported yet.
+    #[arg(long, value_name = "PATH", hide = true)]
+    criu: Option<PathBuf>,
     #[command(subcommand)]
     cmd: Cmd,
+}
+
+/// runc takes `events --interval` as a Go duration ("5s", "500ms", "1m30s"; go-runc passes
+/// `--interval=Ns`) where liboci-cli wants whole seconds: rewrite such values, rounding up.
+fn normalize_interval(args: impl Iterator<Item = std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let mut out: Vec<std::ffi::OsString> = Vec::new();
+    let mut value_next = false;
+    for a in args {
+        let fixed = match a.to_str() {
+            Some(s) if value_next => go_duration_secs(s).map(|n| n.to_string()),
+            Some(s) => s
+                .strip_prefix("--interval=")
+                .and_then(go_duration_secs)
+                .map(|n| format!("--interval={n}")),
+            None => None,
+        };
+        value_next = a == "--interval";
+        out.push(fixed.map(Into::into).unwrap_or(a));
+    }
+    out
+}
+
+/// Whole seconds (at least 1) of a Go duration with units; None for a bare number or garbage.
+fn go_duration_secs(s: &str) -> Option<u64> {
+    let mut nanos = 0f64;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let num_len = rest
+            .find(|c: char| !c.is_ascii_digit() && c != '.')
+            .filter(|&n| n > 0)?;
+        let n: f64 = rest[..num_len].parse().ok()?;
+        rest = &rest[num_len..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit_len] {
+            "ns" => 1.0,
+            "us" | "µs" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            _ => return None,
+        };
+        nanos += n * scale;
+        rest = &rest[unit_len..];
+    }
+    Some(((nanos / 1e9).ceil() as u64).max(1))
 }
 
 #[derive(Subcommand, Debug)]
@@ -83,7 +139,7 @@ fn main() {
             std::process::exit(1);
         }
     }
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(normalize_interval(std::env::args_os()));
     let log = Log {
         path: cli.global.log.clone(),
         json: cli.global.log_format.as_deref() == Some("json"),
@@ -103,5 +159,62 @@ fn main() {
             log.error(&format!("{e:#}"));
             std::process::exit(1);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_durations_become_whole_seconds() {
+        assert_eq!(go_duration_secs("5s"), Some(5));
+        assert_eq!(go_duration_secs("1m30s"), Some(90));
+        assert_eq!(go_duration_secs("500ms"), Some(1));
+        assert_eq!(go_duration_secs("1.5s"), Some(2));
+        assert_eq!(go_duration_secs("5"), None);
+        assert_eq!(go_duration_secs("5x"), None);
+        assert_eq!(go_duration_secs(""), Some(1));
+    }
+
+    #[test]
+    fn interval_values_are_rewritten_in_both_forms() {
+        fn args<'a>(v: &'a [&'a str]) -> impl Iterator<Item = std::ffi::OsString> + 'a {
+            v.iter().map(std::ffi::OsString::from)
+        }
+        assert_eq!(
+            normalize_interval(args(&["r", "events", "--interval=5s", "id"])),
+            args(&["r", "events", "--interval=5", "id"]).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            normalize_interval(args(&["r", "events", "--interval", "2m", "id"])),
+            args(&["r", "events", "--interval", "120", "id"]).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            normalize_interval(args(&["r", "events", "--interval", "3", "id"])),
+            args(&["r", "events", "--interval", "3", "id"]).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn go_runc_global_flags_parse() {
+        let cli = Cli::try_parse_from([
+            "berth-runc",
+            "--root",
+            "/r",
+            "--log",
+            "/l",
+            "--log-format",
+            "json",
+            "--rootless=false",
+            "--criu",
+            "/usr/sbin/criu",
+            "--systemd-cgroup",
+            "state",
+            "x",
+        ])
+        .unwrap();
+        assert_eq!(cli.rootless.as_deref(), Some("false"));
+        assert!(Cli::try_parse_from(["berth-runc", "--rootless=maybe", "state", "x"]).is_err());
     }
 }
