@@ -191,14 +191,13 @@ fn read_host(p: &Path) -> String {
 }
 
 /// A private copy of berth-runc: the CVE-2019-5736 tests attack it, so a failing defence
-/// damages only the copy, never the binary other tests run.
-fn runtime_with_private_binary() -> Result<(Runtime, tempfile::TempDir)> {
-    let mut rt = Runtime::new()?;
+/// damages only the copy, never the binary other tests run. Keep the returned directory alive
+/// longer than the runtime (declare it first): the runtime's Drop runs the copy.
+fn private_binary() -> Result<(tempfile::TempDir, PathBuf)> {
     let dir = tempfile::Builder::new().prefix("berth-e2e-bin").tempdir()?;
     let copy = dir.path().join("berth-runc");
-    std::fs::copy(&rt.bin, &copy)?;
-    rt.bin = copy;
-    Ok((rt, dir))
+    std::fs::copy(common::runc_bin(), &copy)?;
+    Ok((dir, copy))
 }
 
 /// Checks the helper's report: it found the runtime, and every attempt to open it for writing
@@ -232,7 +231,9 @@ fn check_attack_report(report: &str) -> Result<()> {
 #[test]
 fn cve_2019_5736_exec_cannot_write_the_runtime_binary() -> Result<()> {
     require_root!();
-    let (rt, _bin) = runtime_with_private_binary()?;
+    let (_bin_dir, bin) = private_binary()?;
+    let mut rt = Runtime::new()?;
+    rt.bin = bin;
     let before = common::sha256(&rt.bin)?;
     let id = rt.id("cve5736e");
     let b = Bundle::new(&["sh", "-c", "/helper attack /tmp/fifo > /tmp/report 2>&1"])?;
@@ -277,7 +278,9 @@ fn cve_2019_5736_exec_cannot_write_the_runtime_binary() -> Result<()> {
 #[test]
 fn cve_2019_5736_entrypoint_proc_self_exe_cannot_write_the_runtime_binary() -> Result<()> {
     require_root!();
-    let (rt, _bin) = runtime_with_private_binary()?;
+    let (_bin_dir, bin) = private_binary()?;
+    let mut rt = Runtime::new()?;
+    rt.bin = bin;
     let before = common::sha256(&rt.bin)?;
     let id = rt.id("cve5736p");
     let fifo = format!("/tmp/fifo-{id}");
