@@ -1,9 +1,10 @@
 //! containerd drives berth-runc (issue 2, point 3): a private containerd 1.6 (Debian's) with its
 //! own root, state and socket; a busybox image built here as a docker-archive tar and imported
 //! with `ctr`; then `ctr run --runc-binary <berth-runc>` through the io.containerd.runc.v2 shim:
-//! run, exit codes, detached run, exec (plain and tty), ps, pause/resume, metrics, kill --all,
-//! task delete (plain and --force), container delete, a tty run, and a create error surfacing
-//! through the shim. The shim-only verbs `ctr` has no command for (`update --resources -`,
+//! run, exit codes, detached run, exec (plain, tty, --user/--cwd, failing), joining a network
+//! namespace by path, ps, pause/resume, metrics, kill --all, kill of a stopped task, task delete
+//! (plain and --force), container delete, a tty run, an OOM kill reported as a containerd event,
+//! and a create error surfacing through the shim. The shim-only verbs `ctr` has no command for (`update --resources -`,
 //! `events --stats`, `state`, `ps --format json`) are checked by calling berth-runc on the
 //! shim's own state root while the shim owns the container.
 //!
@@ -539,6 +540,59 @@ fn containerd_runc_v2_shim_drives_berth_runc() -> Result<()> {
         out.code,
         out.stderr
     );
+    let out = ctd.ctr_ok(&[
+        "task",
+        "exec",
+        "--fifo-dir",
+        &fifo_dir,
+        "--exec-id",
+        "e4",
+        "--user",
+        "65534",
+        "--cwd",
+        "/tmp",
+        &id,
+        "sh",
+        "-c",
+        "id -u; pwd",
+    ])?;
+    ensure!(
+        out.stdout == "65534\n/tmp\n",
+        "exec --user --cwd printed {:?}",
+        out.stdout
+    );
+    let out = ctd.ctr(&[
+        "task",
+        "exec",
+        "--fifo-dir",
+        &fifo_dir,
+        "--exec-id",
+        "e5",
+        &id,
+        "/nonexistent",
+    ])?;
+    ensure!(
+        out.code != 0
+            && out.stderr.contains("OCI runtime exec failed")
+            && out.stderr.contains("/nonexistent"),
+        "a failing exec did not report berth-runc's error: {}",
+        out.stderr
+    );
+
+    // Another container joining this one's network namespace by path (what a pod does).
+    let joiner = ctd.id("joiner");
+    let netns = format!("network:/proc/{pid}/ns/net");
+    let out = ctd.ctr_ok(&args(
+        &["run", "--rm", "--with-ns", &netns],
+        &flags,
+        &[&image, &joiner, "readlink", "/proc/self/ns/net"],
+    ))?;
+    let want = readlink(format!("/proc/{pid}/ns/net"));
+    ensure!(
+        out.stdout.trim() == want,
+        "joined {:?}, want {want}",
+        out.stdout
+    );
 
     // exec with a terminal, when `script` can give ctr one.
     if which("script").is_some() {
@@ -699,6 +753,52 @@ fn containerd_runc_v2_shim_drives_berth_runc() -> Result<()> {
     } else {
         eprintln!("skipping run -t: `script` (util-linux) is not installed");
     }
+
+    // An OOM kill in the cgroup berth-runc made reaches containerd as a /tasks/oom event.
+    let events_path = ctd.path().join("events.txt");
+    let mut events = ctd
+        .ctr_cmd()
+        .arg("events")
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&events_path)?)
+        .stderr(Stdio::null())
+        .spawn()
+        .context("spawn ctr events")?;
+    let id = ctd.id("oom");
+    let oom = (|| -> Result<()> {
+        // ctr events prints nothing until an event: make harmless ones (an image label) until
+        // one shows, so the subscription is known to be live before the OOM.
+        let mut n = 0;
+        let live = common::wait_until(Duration::from_secs(5), || {
+            n += 1;
+            let _ = ctd.ctr(&["images", "label", &image, &format!("berth-e2e={n}")]);
+            std::fs::metadata(&events_path).is_ok_and(|m| m.len() > 0)
+        });
+        ensure!(live, "ctr events printed nothing in 5 s");
+        let out = ctd.ctr(&args(
+            &["run", "--rm", "--memory-limit", "16777216"],
+            &flags,
+            &[&image, &id, "sh", "-c", "tail /dev/zero"],
+        ))?;
+        ensure!(
+            out.code == 137,
+            "the memory hog exited {}: {}",
+            out.code,
+            out.stderr
+        );
+        let needle = format!("/tasks/oom {{\"container_id\":\"{id}\"}}");
+        ensure!(
+            common::wait_until(Duration::from_secs(5), || {
+                std::fs::read_to_string(&events_path).is_ok_and(|e| e.contains(&needle))
+            }),
+            "no /tasks/oom event for {id}:\n{}",
+            std::fs::read_to_string(&events_path).unwrap_or_default()
+        );
+        Ok(())
+    })();
+    let _ = events.kill();
+    let _ = events.wait();
+    oom?;
 
     // Nothing is left: no task, no container, no berth-runc state.
     ensure!(ctd.tasks()?.is_empty(), "tasks left: {:?}", ctd.tasks()?);
