@@ -23,6 +23,12 @@ export BERTH_TEST_ROOTFS=$cache_dir/rootfs
 export BERTH_MKBUNDLE=$here/mkbundle.sh
 
 cd "$repo"
+# The end-to-end tests drive the release berth-runc: build it first, so that a filtered run
+# (`-p berth-e2e`) never tests a stale binary.
+if [[ -z ${BERTH_RUNC:-} ]]; then
+    cargo build --release -q -p berth-runtime --bin berth-runc
+    export BERTH_RUNC=$repo/target/release/berth-runc
+fi
 if cargo nextest --version >/dev/null 2>&1; then
     exec cargo nextest run --workspace --release --no-fail-fast --no-tests=warn "$@"
 else
