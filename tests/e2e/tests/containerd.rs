@@ -4,7 +4,8 @@
 //! run, exit codes, detached run, exec (plain, tty, --user/--cwd, failing), joining a network
 //! namespace by path, ps, pause/resume, metrics, kill --all, kill of a stopped task, task delete
 //! (plain and --force), container delete, a tty run, an OOM kill reported as a containerd event,
-//! and a create error surfacing through the shim. The shim-only verbs `ctr` has no command for (`update --resources -`,
+//! a containerd restart under a running container, and a create error surfacing through the
+//! shim. The shim-only verbs `ctr` has no command for (`update --resources -`,
 //! `events --stats`, `state`, `ps --format json`) are checked by calling berth-runc on the
 //! shim's own state root while the shim owns the container.
 //!
@@ -89,37 +90,67 @@ disabled_plugins = [
             opt = d.join("opt").display(),
         );
         std::fs::write(d.join("config.toml"), config)?;
-        let log = std::fs::File::create(d.join("containerd.log"))?;
-        let child = Command::new("containerd")
-            .arg("--config")
-            .arg(d.join("config.toml"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .context("spawn containerd")?;
         let mut me = Self {
             dir,
-            child: Some(child),
+            child: None,
             sock,
             ns,
             runc: common::runc_bin().canonicalize()?,
             ids: Mutex::new(Vec::new()),
         };
+        me.spawn()?;
+        Ok(me)
+    }
+
+    /// Starts containerd on our config (appending to its log) and waits until it answers.
+    fn spawn(&mut self) -> Result<()> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.path().join("containerd.log"))?;
+        let child = Command::new("containerd")
+            .arg("--config")
+            .arg(self.path().join("config.toml"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("spawn containerd")?;
+        self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
-            if let Some(s) = me.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                bail!("containerd exited with {s} at start:\n{}", me.log_tail());
+            if let Some(s) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                bail!("containerd exited with {s} at start:\n{}", self.log_tail());
             }
-            if me.sock.exists() && me.ctr(&["version"]).is_ok_and(|o| o.code == 0) {
-                break;
+            if self.sock.exists() && self.ctr(&["version"]).is_ok_and(|o| o.code == 0) {
+                return Ok(());
             }
             if Instant::now() > deadline {
-                bail!("containerd did not answer within 15 s:\n{}", me.log_tail());
+                bail!(
+                    "containerd did not answer within 15 s:\n{}",
+                    self.log_tail()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        Ok(me)
+    }
+
+    /// Stops containerd (SIGTERM, then SIGKILL after 3 s); shims and containers keep running.
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: kill(2) on the pid of our own child, which we have not reaped yet.
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            let deadline = Instant::now() + Duration::from_secs(3);
+            while c.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 
     fn path(&self) -> &Path {
@@ -290,16 +321,7 @@ impl Drop for Containerd {
             }
         }
         // 2. containerd itself.
-        if let Some(mut c) = self.child.take() {
-            // SAFETY: kill(2) on the pid of our own child, which we have not reaped yet.
-            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
-            let deadline = Instant::now() + Duration::from_secs(3);
-            while c.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.stop();
         // 3. Whatever survived: shims serving our socket, processes in our namespace's cgroups.
         let addr = self.sock.display().to_string();
         for pid in
@@ -432,7 +454,7 @@ fn readlink(p: impl AsRef<Path>) -> String {
 fn containerd_runc_v2_shim_drives_berth_runc() -> Result<()> {
     require_root!();
     let t0 = Instant::now();
-    let ctd = Containerd::start()?;
+    let mut ctd = Containerd::start()?;
     let image = ctd.import_busybox()?;
     let flags = ctd.runc_flags();
 
@@ -651,6 +673,28 @@ fn containerd_runc_v2_shim_drives_berth_runc() -> Result<()> {
     );
     ctd.ctr_ok(&["task", "resume", &id])?;
     ctd.wait_status(&id, "RUNNING")?;
+
+    // containerd restarts; the shim and the container outlive it, and the shim keeps driving
+    // berth-runc on the same state root.
+    ctd.stop();
+    ctd.spawn()?;
+    ctd.wait_status(&id, "RUNNING")?;
+    let out = ctd.ctr_ok(&[
+        "task",
+        "exec",
+        "--fifo-dir",
+        &fifo_dir,
+        "--exec-id",
+        "after-restart",
+        &id,
+        "echo",
+        "still-here",
+    ])?;
+    ensure!(
+        out.stdout == "still-here\n",
+        "exec after a containerd restart printed {:?}",
+        out.stdout
+    );
 
     // metrics (the shim reads the cgroup berth-runc made), then update + events --stats.
     let out = ctd.ctr_ok(&["task", "metrics", &id])?;
