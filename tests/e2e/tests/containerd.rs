@@ -479,6 +479,20 @@ fn containerd_runc_v2_shim_drives_berth_runc() -> Result<()> {
         out.stderr
     );
 
+    // Null IO: the shim hands the init a /dev/null it opened read-only; writes must still work.
+    let id = ctd.id("nullio");
+    let out = ctd.ctr(&args(
+        &["run", "--rm", "--null-io"],
+        &flags,
+        &[&image, &id, "sh", "-c", "echo out && echo err >&2"],
+    ))?;
+    ensure!(
+        out.code == 0,
+        "writing to null IO failed: exit {}: {}",
+        out.code,
+        out.stderr
+    );
+
     // A create that fails reports berth-runc's error through the shim and leaves no state.
     let id = ctd.id("bad");
     let out = ctd.ctr(&args(
@@ -576,10 +590,10 @@ fn containerd_runc_v2_shim_drives_berth_runc() -> Result<()> {
         &id,
         "sh",
         "-c",
-        "id -u; pwd",
+        "id -u; pwd; echo reopened > /dev/stdout",
     ])?;
     ensure!(
-        out.stdout == "65534\n/tmp\n",
+        out.stdout == "65534\n/tmp\nreopened\n",
         "exec --user --cwd printed {:?}",
         out.stdout
     );

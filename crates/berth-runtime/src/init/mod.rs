@@ -189,6 +189,7 @@ fn setup(cfg: &InitConfig, chan: &Channel) -> Result<RuntimeError> {
     }
     let root = crate::sys::open(Path::new("/"), libc::O_PATH | libc::O_DIRECTORY, 0)
         .map_err(|e| RuntimeError::sys("open new root", e))?;
+    process::reopen_dev_null()?;
 
     for (k, v) in &cfg.sysctls {
         let path = PathBuf::from("/proc/sys").join(k.replace('.', "/"));

@@ -205,6 +205,7 @@ impl ProcessPlan {
                 }
             }
         }
+        fix_stdio_owner(self.uid)?;
         self.switch_user()?;
         if let Some(c) = &self.caps {
             set_caps(c)?;
@@ -283,6 +284,80 @@ impl ProcessPlan {
             .map_err(|e| RuntimeError::sys("keep capabilities", e))?;
         Ok(())
     }
+}
+
+/// fstat of a descriptor number; None when it is not open.
+fn fstat_fd(fd: libc::c_int) -> Option<libc::stat> {
+    // SAFETY: an all-zero `stat` is a valid value of this plain C struct.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fstat writes into our local `st`; a closed `fd` only makes it fail with EBADF.
+    (unsafe { libc::fstat(fd, &mut st) } == 0).then_some(st)
+}
+
+/// Whether `st` describes the null device (character device 1:3), wherever it is mounted.
+fn is_dev_null(st: &libc::stat) -> bool {
+    st.st_mode & libc::S_IFMT == libc::S_IFCHR && st.st_rdev == libc::makedev(1, 3)
+}
+
+/// Gives stdio to the process's user, as runc does, so that after dropping root it can still
+/// reopen them (`echo > /dev/stdout` reopens /proc/self/fd/1, which checks the pipe's or fifo's
+/// owner and mode: containerd's shim hands over 0600 pipes owned by root). Descriptors already
+/// owned by `uid` and the null device are left alone; so is an owner the user namespace cannot
+/// map (EINVAL, EPERM) or a read-only file system (EROFS).
+fn fix_stdio_owner(uid: u32) -> Result<()> {
+    for fd in 0..3 {
+        let Some(st) = fstat_fd(fd) else { continue };
+        if st.st_uid == uid || is_dev_null(&st) {
+            continue;
+        }
+        // SAFETY: fchown takes a descriptor number and ids; gid -1 leaves the group unchanged.
+        if unsafe { libc::fchown(fd, uid, libc::gid_t::MAX) } != 0 {
+            let e = std::io::Error::last_os_error();
+            if !matches!(
+                e.raw_os_error(),
+                Some(libc::EINVAL | libc::EPERM | libc::EROFS)
+            ) {
+                return Err(RuntimeError::sys(
+                    format!("give stdio fd {fd} to uid {uid}"),
+                    e,
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Replaces stdio descriptors that are the null device with the container's own /dev/null
+/// opened read-write, as runc does. containerd's shim hands over a /dev/null it opened
+/// read-only for every stdio of a null-IO task (`ctr run --null-io`), so that writing to
+/// stdout fails with EBADF; it is also an fd of the host's /dev. Call it after pivot_root.
+pub(crate) fn reopen_dev_null() -> Result<()> {
+    let mut null: Option<std::os::fd::OwnedFd> = None;
+    for fd in 0..3 {
+        if !fstat_fd(fd).is_some_and(|st| is_dev_null(&st)) {
+            continue;
+        }
+        if null.is_none() {
+            let f = sys::open(Path::new("/dev/null"), libc::O_RDWR | libc::O_NOFOLLOW, 0)
+                .map_err(|e| RuntimeError::io("cannot open", "/dev/null", e))?;
+            let raw = std::os::fd::AsRawFd::as_raw_fd(&f);
+            if !fstat_fd(raw).is_some_and(|st| is_dev_null(&st)) {
+                return Err(RuntimeError::Invalid(
+                    "/dev/null in the container is not the null device".into(),
+                ));
+            }
+            null = Some(f);
+        }
+        let src = null.as_ref().map_or(-1, std::os::fd::AsRawFd::as_raw_fd);
+        // SAFETY: dup2 of an fd we own onto a standard descriptor number; `null` stays open.
+        if unsafe { libc::dup2(src, fd) } < 0 {
+            return Err(RuntimeError::sys(
+                format!("reopen /dev/null as fd {fd}"),
+                std::io::Error::last_os_error(),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn set_caps(c: &CapSets) -> Result<()> {
