@@ -134,12 +134,28 @@ pub fn unshare(flags: libc::c_int) -> io::Result<()> {
 pub fn cloexec_from(first: u32) -> io::Result<()> {
     const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
     // SAFETY: close_range with CLOEXEC only changes fd flags; no memory is passed.
-    let r = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, CLOSE_RANGE_CLOEXEC) };
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first as libc::c_ulong,
+            libc::c_ulong::from(u32::MAX),
+            libc::c_ulong::from(CLOSE_RANGE_CLOEXEC),
+        )
+    };
+    if r == 0 {
+        return Ok(());
     }
+    // Older kernels: walk /proc/self/fd and set FD_CLOEXEC one by one.
+    let fds: Vec<RawFd> = std::fs::read_dir("/proc/self/fd")?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|fd| *fd >= first as RawFd)
+        .collect();
+    for fd in fds {
+        // SAFETY: fcntl(F_SETFD) only changes the flags of an fd number; a stale number (the
+        // read_dir fd, already closed) fails harmlessly with EBADF.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
+    Ok(())
 }
 
 /// Joins a fresh, anonymous session keyring so the container does not share the host's.

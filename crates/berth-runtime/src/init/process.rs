@@ -175,6 +175,10 @@ impl ProcessPlan {
     }
 
     fn finish(&self, program: &CString) -> Result<std::convert::Infallible> {
+        // First, before a seccomp profile can forbid it: nothing of the runtime's may leak into
+        // the container (CVE-2024-21626). No fd is opened after this point.
+        sys::cloexec_from(3 + self.preserve_fds)
+            .map_err(|e| RuntimeError::sys("close inherited fds", e))?;
         if let Some(mask) = self.umask {
             rustix::process::umask(rustix::fs::Mode::from_bits_truncate(mask));
         }
@@ -227,8 +231,6 @@ impl ProcessPlan {
                 .map_err(|e| RuntimeError::sys("set no_new_privs", e))?;
             self.install_seccomp()?;
         }
-        sys::cloexec_from(3 + self.preserve_fds)
-            .map_err(|e| RuntimeError::sys("close inherited fds", e))?;
         let argv: Vec<*const libc::c_char> = self
             .args
             .iter()
