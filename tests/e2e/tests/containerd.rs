@@ -1,10 +1,11 @@
 //! containerd drives berth-runc (issue 2, point 3): a private containerd 1.6 (Debian's) with its
 //! own root, state and socket; a busybox image built here as a docker-archive tar and imported
 //! with `ctr`; then `ctr run --runc-binary <berth-runc>` through the io.containerd.runc.v2 shim:
-//! run, exit codes, detached run, exec (plain, tty, --user/--cwd, failing), joining a network
-//! namespace by path, ps, pause/resume, metrics, kill --all, kill of a stopped task, task delete
-//! (plain and --force), container delete, a tty run, an OOM kill reported as a containerd event,
-//! a containerd restart under a running container, and a create error surfacing through the
+//! run, exit codes, null IO, detached run, exec (plain, tty, --user/--cwd, failing), joining a
+//! network namespace by path, ps, pause/resume, metrics, kill --all, kill of a stopped task,
+//! task delete (plain and --force), container delete, a tty run, an OOM kill reported as a
+//! containerd event, checkpoint refused clearly, a containerd restart under a running container,
+//! and a create error surfacing through the
 //! shim. The shim-only verbs `ctr` has no command for (`update --resources -`,
 //! `events --stats`, `state`, `ps --format json`) are checked by calling berth-runc on the
 //! shim's own state root while the shim owns the container.
@@ -686,6 +687,18 @@ fn containerd_runc_v2_shim_drives_berth_runc() -> Result<()> {
         "berth-runc state after pause: {state}"
     );
     ctd.ctr_ok(&["task", "resume", &id])?;
+    ctd.wait_status(&id, "RUNNING")?;
+
+    // checkpoint is not supported yet: one clear error, and the task keeps running.
+    let out = ctd.ctr(&["task", "checkpoint", &id])?;
+    ensure!(out.code != 0, "checkpoint succeeded without CRIU");
+    if ctd.runc.to_string_lossy().contains("berth") {
+        ensure!(
+            out.stderr.contains("checkpoint is not supported yet"),
+            "checkpoint failed without saying why: {}",
+            out.stderr
+        );
+    }
     ctd.wait_status(&id, "RUNNING")?;
 
     // containerd restarts; the shim and the container outlive it, and the shim keeps driving

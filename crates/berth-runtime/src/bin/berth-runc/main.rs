@@ -89,6 +89,19 @@ enum Cmd {
     Standard(Box<StandardCmd>),
     #[command(flatten)]
     Common(Box<CommonCmd>),
+    // runc's names for these two: liboci-cli spells its own verb "checkpointt", and go-runc
+    // (containerd's shims) calls "checkpoint" and "restore". Both answer one clear error.
+    /// Checkpoint a running container (not supported yet)
+    Checkpoint(Unsupported),
+    /// Restore a checkpointed container (not supported yet)
+    Restore(Unsupported),
+}
+
+/// The arguments of a verb berth-runc does not implement yet, taken as they come.
+#[derive(clap::Args, Debug)]
+struct Unsupported {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+    args: Vec<String>,
 }
 
 /// Where errors go: stderr always, and the --log file (JSON lines with --log-format json).

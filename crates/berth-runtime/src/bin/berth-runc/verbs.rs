@@ -84,6 +84,10 @@ pub fn dispatch(ctx: &Ctx, cmd: Cmd) -> Result<i32> {
                 bail!("checkpoint is not supported yet: it arrives with the CRIU work")
             }
         },
+        Cmd::Checkpoint(_) => {
+            bail!("checkpoint is not supported yet: it arrives with the CRIU work")
+        }
+        Cmd::Restore(_) => bail!("restore is not supported yet: it arrives with the CRIU work"),
     }
 }
 
