@@ -11,7 +11,7 @@
 #
 # Usage: bash bench/runc-start.sh          (as root, after bash scripts/setup.sh)
 # Env:   RUNS=40 WARMUP=5 ROUNDS=5          hyperfine runs, warm-up runs, rounds
-#        BERTH_RUNC=target/release/berth-runc
+#        BERTH_RUNC=target/x86_64-unknown-linux-gnu/release/berth-runc (the static build setup.sh makes)
 #
 # Each `run` removes its container when /bin/true exits (runc, crun and the runc
 # contract do this unless --detach/--keep), so a fixed id per command is reused;
@@ -26,7 +26,7 @@ repo=$(cd "$here/.." && pwd)
 runs=${RUNS:-40}
 warmup=${WARMUP:-5}
 rounds=${ROUNDS:-5}
-berth_runc=${BERTH_RUNC:-$repo/target/release/berth-runc}
+berth_runc=${BERTH_RUNC:-$repo/target/x86_64-unknown-linux-gnu/release/berth-runc}
 results=$here/results
 stamp=$(date +%Y%m%d-%H%M%S)
 json=$results/runc-start-$stamp.json

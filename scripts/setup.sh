@@ -59,4 +59,9 @@ if [[ ${SETUP_SKIP_BUILD:-0} != 1 ]]; then
     command -v cargo >/dev/null || die "cargo not found (the Rust toolchain is expected preinstalled)"
     (cd "$repo" && cargo build --quiet --release --workspace --bins) \
         || die "cargo build --release --workspace --bins failed"
+    # berth-runc as shipped: a static PIE (libseccomp linked statically, see .cargo/config.toml),
+    # so each of its two execs per container start skips the dynamic loader. Benchmarks use it.
+    (cd "$repo" && RUSTFLAGS="-C target-feature=+crt-static" cargo build --quiet --release \
+        --target x86_64-unknown-linux-gnu -p berth-runtime --bin berth-runc) \
+        || die "cargo build of the static berth-runc failed"
 fi

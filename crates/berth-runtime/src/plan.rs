@@ -132,12 +132,6 @@ pub fn namespaces(spec: &Spec) -> Result<NsPlan> {
             "hostname is set but the container has no UTS namespace: add {\"type\": \"uts\"} to linux.namespaces".into(),
         ));
     }
-    if !plan.has("mnt") {
-        return Err(RuntimeError::Invalid(
-            "the container needs a mount namespace: add {\"type\": \"mount\"} to linux.namespaces"
-                .into(),
-        ));
-    }
     Ok(plan)
 }
 

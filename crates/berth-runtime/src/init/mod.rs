@@ -116,17 +116,30 @@ fn setup(cfg: &InitConfig, chan: &Channel) -> Result<RuntimeError> {
     }
     cfg.process.apply_limits()?;
 
-    // Root filesystem.
-    crate::sys::mount(None, Path::new("/"), None, cfg.propagation, None)
-        .map_err(|e| RuntimeError::sys("set propagation of /", e))?;
-    crate::sys::mount(
-        Some(&cfg.rootfs),
-        &cfg.rootfs,
-        None,
-        libc::MS_BIND | libc::MS_REC,
-        None,
-    )
-    .map_err(|e| RuntimeError::io("cannot bind-mount rootfs", &cfg.rootfs, e))?;
+    // Root filesystem. Without a mount namespace of its own the container shares the host's
+    // mount table: then nothing is mounted (that would change the host), the root is a chroot.
+    let own_mounts = cfg.ns.has("mnt");
+    if own_mounts {
+        crate::sys::mount(None, Path::new("/"), None, cfg.propagation, None)
+            .map_err(|e| RuntimeError::sys("set propagation of /", e))?;
+        // pivot_root refuses a new root whose parent mount is shared, and an unbindable parent
+        // cannot be bound (rootfsPropagation "shared"/"unbindable"): make that one mount
+        // private; the host does not see it (our own namespace).
+        if cfg.propagation & (libc::MS_SHARED | libc::MS_UNBINDABLE) != 0 {
+            if let Some(parent) = rootfs::mount_point_of(&cfg.rootfs) {
+                crate::sys::mount(None, &parent, None, libc::MS_PRIVATE, None)
+                    .map_err(|e| RuntimeError::io("cannot make private", &parent, e))?;
+            }
+        }
+        crate::sys::mount(
+            Some(&cfg.rootfs),
+            &cfg.rootfs,
+            None,
+            libc::MS_BIND | libc::MS_REC,
+            None,
+        )
+        .map_err(|e| RuntimeError::io("cannot bind-mount rootfs", &cfg.rootfs, e))?;
+    }
     let root = crate::sys::open(&cfg.rootfs, libc::O_PATH | libc::O_DIRECTORY, 0)
         .map_err(|e| RuntimeError::io("cannot open rootfs", &cfg.rootfs, e))?;
     let ctx = rootfs::RootfsCtx {
@@ -151,7 +164,13 @@ fn setup(cfg: &InitConfig, chan: &Channel) -> Result<RuntimeError> {
         *in_cgroup = true;
         Ok(())
     };
-    for op in &cfg.mounts {
+    let no_mounts: &[MountOp] = &[];
+    let mounts = if own_mounts {
+        &cfg.mounts[..]
+    } else {
+        no_mounts
+    };
+    for op in mounts {
         if op.kind == crate::plan::MountKind::Cgroup {
             join_cgroup(&mut in_cgroup)?;
         }
@@ -160,7 +179,9 @@ fn setup(cfg: &InitConfig, chan: &Channel) -> Result<RuntimeError> {
             dev_is_tmpfs = true;
         }
     }
-    if dev_is_tmpfs {
+    if !own_mounts {
+        // Devices need mounts in a user namespace, and the host's /dev is not ours to change.
+    } else if dev_is_tmpfs {
         rootfs::create_devices(root.as_fd(), &cfg.devices, ctx.in_userns)?;
     } else {
         // /dev is the rootfs's own: create only the spec's devices.
@@ -182,14 +203,22 @@ fn setup(cfg: &InitConfig, chan: &Channel) -> Result<RuntimeError> {
     }
     crate::hooks::run_all(&cfg.create_container_hooks, &state)?;
 
-    if cfg.no_pivot {
+    if !own_mounts {
+        rootfs::chroot(&cfg.rootfs)?;
+    } else if cfg.no_pivot {
         rootfs::move_root(&cfg.rootfs)?;
     } else {
         rootfs::pivot(&cfg.rootfs)?;
+        if cfg.propagation & (libc::MS_SHARED | libc::MS_UNBINDABLE) != 0 {
+            crate::sys::mount(None, Path::new("/"), None, cfg.propagation, None)
+                .map_err(|e| RuntimeError::sys("set propagation of the new root", e))?;
+        }
     }
     let root = crate::sys::open(Path::new("/"), libc::O_PATH | libc::O_DIRECTORY, 0)
         .map_err(|e| RuntimeError::sys("open new root", e))?;
-    process::reopen_dev_null()?;
+    if own_mounts {
+        process::reopen_dev_null()?;
+    }
 
     for (k, v) in &cfg.sysctls {
         let path = PathBuf::from("/proc/sys").join(k.replace('.', "/"));
@@ -206,14 +235,16 @@ fn setup(cfg: &InitConfig, chan: &Channel) -> Result<RuntimeError> {
     if let Some(sock) = &cfg.console_socket {
         open_terminal(Some(root.as_fd()), sock, cfg.process.console_size)?;
     }
-    for p in &cfg.readonly_paths {
-        rootfs::readonly(root.as_fd(), p)?;
-    }
-    for p in &cfg.masked {
-        rootfs::mask(root.as_fd(), p)?;
-    }
-    if cfg.readonly_root {
-        rootfs::readonly_root()?;
+    if own_mounts {
+        for p in &cfg.readonly_paths {
+            rootfs::readonly(root.as_fd(), p)?;
+        }
+        for p in &cfg.masked {
+            rootfs::mask(root.as_fd(), p)?;
+        }
+        if cfg.readonly_root {
+            rootfs::readonly_root()?;
+        }
     }
 
     crate::timing::mark("init: rootfs done");

@@ -175,7 +175,9 @@ impl ProcessPlan {
     }
 
     fn finish(&self, program: &CString) -> Result<std::convert::Infallible> {
-        // First, before a seccomp profile can forbid it: nothing of the runtime's may leak into
+        // HOME as runc sets it, read (and closed again) while still root, before the fd sweep.
+        let home = self.home_env();
+        // Then, before a seccomp profile can forbid it: nothing of the runtime's may leak into
         // the container (CVE-2024-21626). No fd is opened after this point.
         sys::cloexec_from(3 + self.preserve_fds)
             .map_err(|e| RuntimeError::sys("close inherited fds", e))?;
@@ -240,17 +242,31 @@ impl ProcessPlan {
         let envp: Vec<*const libc::c_char> = self
             .env
             .iter()
+            .chain(home.as_ref())
             .map(|a| a.as_ptr())
             .chain(std::iter::once(std::ptr::null()))
             .collect();
         crate::timing::mark("init: execve");
-        // SAFETY: `program`, argv and envp are NUL-terminated strings kept alive by `self`, and
+        // SAFETY: `program`, argv and envp are NUL-terminated strings kept alive by `self` (and
+        // `home`), and
         // both arrays end in a null pointer, as execve requires.
         unsafe { libc::execve(program.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
         Err(RuntimeError::sys(
             format!("exec {:?}", program),
             std::io::Error::last_os_error(),
         ))
+    }
+
+    /// `HOME=` for a process whose environment has none, as runc (and crun) set it: the user's
+    /// home in the container's /etc/passwd, else "/". Containers started through containerd
+    /// (`ctr run`, Kubernetes) rely on this; Docker puts HOME in the spec itself.
+    fn home_env(&self) -> Option<CString> {
+        if self.env.iter().any(|e| e.as_bytes().starts_with(b"HOME=")) {
+            return None;
+        }
+        let passwd = read_passwd().unwrap_or_default();
+        let home = home_from_passwd(&passwd, self.uid).unwrap_or(b"/");
+        CString::new([b"HOME=", home].concat()).ok()
     }
 
     fn install_seccomp(&self) -> Result<()> {
@@ -286,6 +302,36 @@ impl ProcessPlan {
             .map_err(|e| RuntimeError::sys("keep capabilities", e))?;
         Ok(())
     }
+}
+
+/// The container's /etc/passwd, at most 1 MiB of it. The image is untrusted: O_NONBLOCK so that
+/// a fifo cannot block the open, and only a regular file is read.
+fn read_passwd() -> Option<Vec<u8>> {
+    use std::io::Read;
+    let fd = sys::open(
+        Path::new("/etc/passwd"),
+        libc::O_RDONLY | libc::O_NONBLOCK,
+        0,
+    )
+    .ok()?;
+    let file = std::fs::File::from(fd);
+    if !file.metadata().ok()?.is_file() {
+        return None;
+    }
+    let mut buf = Vec::new();
+    file.take(1 << 20).read_to_end(&mut buf).ok()?;
+    Some(buf)
+}
+
+/// The home directory of `uid` in passwd(5) text (name:pw:uid:gid:gecos:home:shell); the first
+/// matching line wins; an empty home counts as none.
+fn home_from_passwd(passwd: &[u8], uid: u32) -> Option<&[u8]> {
+    passwd.split(|&b| b == b'\n').find_map(|line| {
+        let f: Vec<&[u8]> = line.split(|&b| b == b':').collect();
+        let line_uid: u32 = std::str::from_utf8(f.get(2)?).ok()?.trim().parse().ok()?;
+        let home = *f.get(5)?;
+        (line_uid == uid && !home.is_empty()).then_some(home)
+    })
 }
 
 /// fstat of a descriptor number; None when it is not open.
@@ -427,6 +473,16 @@ fn set_caps(c: &CapSets) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn home_comes_from_passwd_by_uid() {
+        let passwd = b"root:x:0:0:root:/root:/bin/sh\nbad line\nweb:x:33:33::/var/www:/bin/false\nnohome:x:7:7::::\n";
+        assert_eq!(home_from_passwd(passwd, 0), Some(&b"/root"[..]));
+        assert_eq!(home_from_passwd(passwd, 33), Some(&b"/var/www"[..]));
+        assert_eq!(home_from_passwd(passwd, 7), None);
+        assert_eq!(home_from_passwd(passwd, 1000), None);
+        assert_eq!(home_from_passwd(b"", 0), None);
+    }
 
     fn process(json: serde_json::Value) -> Process {
         serde_json::from_value(json).unwrap()

@@ -446,6 +446,45 @@ pub fn pivot(rootfs: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Without a mount namespace: chroot into the rootfs, mounting nothing.
+pub fn chroot(rootfs: &Path) -> Result<()> {
+    rustix::process::chroot(rootfs)
+        .map_err(|e| RuntimeError::io("cannot chroot into", rootfs, e.into()))?;
+    std::env::set_current_dir("/").map_err(|e| err("chdir /".into(), e))?;
+    Ok(())
+}
+
+/// The mount point holding `path` (the longest mount point in /proc/self/mountinfo that is a
+/// prefix of it).
+pub fn mount_point_of(path: &Path) -> Option<PathBuf> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    info.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(unescape_mountinfo)
+        .filter(|mp| path.starts_with(mp))
+        .max_by_key(|mp| mp.as_os_str().len())
+}
+
+/// mountinfo escapes space, tab, newline and backslash as octal.
+fn unescape_mountinfo(s: &str) -> PathBuf {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    PathBuf::from(std::ffi::OsString::from(std::ffi::OsStr::from_bytes(&out)))
+}
+
 /// Without pivot_root (e.g. a rootfs on ramfs): move the rootfs over / and chroot.
 pub fn move_root(rootfs: &Path) -> Result<()> {
     std::env::set_current_dir(rootfs)

@@ -44,9 +44,17 @@ impl Channel {
 
     pub fn send(&self, m: &Msg) -> Result<()> {
         let buf = serde_json::to_vec(m).unwrap_or_default();
-        rustix::net::send(self.0.as_fd(), &buf, rustix::net::SendFlags::NOSIGNAL)
-            .map_err(|e| RuntimeError::sys("handshake send", e))?;
-        Ok(())
+        match rustix::net::send(self.0.as_fd(), &buf, rustix::net::SendFlags::NOSIGNAL) {
+            Ok(_) => Ok(()),
+            // The other side is gone: if it said why before it went, that is the error.
+            Err(rustix::io::Errno::PIPE) => match self.recv() {
+                Ok(Some(Msg::Error(e))) => Err(RuntimeError::Init(e)),
+                _ => Err(RuntimeError::Init(
+                    "the container process exited during setup".into(),
+                )),
+            },
+            Err(e) => Err(RuntimeError::sys("handshake send", e)),
+        }
     }
 
     /// Receives one message; `None` when the other end closed (for exec: the child exec'd).
