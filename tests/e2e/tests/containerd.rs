@@ -591,10 +591,10 @@ fn containerd_runc_v2_shim_drives_berth_runc() -> Result<()> {
         &id,
         "sh",
         "-c",
-        "id -u; pwd; echo reopened > /dev/stdout",
+        "id -u; pwd; echo $HOME; echo reopened > /dev/stdout",
     ])?;
     ensure!(
-        out.stdout == "65534\n/tmp\nreopened\n",
+        out.stdout == "65534\n/tmp\n/nonexistent\nreopened\n",
         "exec --user --cwd printed {:?}",
         out.stdout
     );
