@@ -5,10 +5,11 @@
 //! network namespace by path, ps, pause/resume, metrics, kill --all, kill of a stopped task,
 //! task delete (plain and --force), container delete, a tty run, an OOM kill reported as a
 //! containerd event, checkpoint refused clearly, a containerd restart under a running container,
-//! and a create error surfacing through the
-//! shim. The shim-only verbs `ctr` has no command for (`update --resources -`,
-//! `events --stats`, `state`, `ps --format json`) are checked by calling berth-runc on the
-//! shim's own state root while the shim owns the container.
+//! and a create error surfacing through the shim. The verbs `ctr` has no command for
+//! (`update --resources -`, `events --stats`, `state`, `ps --format json`) are checked by calling
+//! berth-runc on the shim's own state root while the shim owns the container.
+//!
+//! The test passes unchanged with `BERTH_RUNC=/usr/sbin/runc`: it asserts runc's behaviour.
 //!
 //! Needs root; skips (with a message) otherwise. Everything the test starts or mounts is undone
 //! by [`Containerd`]'s Drop, even when an assertion fails half-way.
