@@ -26,6 +26,118 @@ fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
     }
 }
 
+/// The privileged operations of building a root filesystem: the seam between deciding what to
+/// mount (testable without root, against a tempdir, with a recording implementation) and doing
+/// it. Path resolution (openat2 in-root, mkdirat) stays real: it needs no privilege.
+pub trait Syscall {
+    /// mount(2).
+    fn mount(
+        &self,
+        source: Option<&Path>,
+        target: &Path,
+        fstype: Option<&str>,
+        flags: libc::c_ulong,
+        data: Option<&str>,
+    ) -> io::Result<()>;
+    /// Creates device node `node` as `name` in `dir`, with its exact mode and owner.
+    fn mknod(
+        &self,
+        dir: BorrowedFd<'_>,
+        name: &CStr,
+        node: &crate::plan::DeviceNode,
+    ) -> io::Result<()>;
+    /// mount_setattr(2) with AT_RECURSIVE on the mount at `fd`.
+    fn mount_setattr(&self, fd: BorrowedFd<'_>, set: u64, clr: u64) -> io::Result<()>;
+}
+
+/// The real system calls.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Linux;
+
+impl Syscall for Linux {
+    fn mount(
+        &self,
+        source: Option<&Path>,
+        target: &Path,
+        fstype: Option<&str>,
+        flags: libc::c_ulong,
+        data: Option<&str>,
+    ) -> io::Result<()> {
+        mount(source, target, fstype, flags, data)
+    }
+
+    fn mknod(
+        &self,
+        dir: BorrowedFd<'_>,
+        name: &CStr,
+        node: &crate::plan::DeviceNode,
+    ) -> io::Result<()> {
+        let _ = rustix::fs::unlinkat(dir, name, rustix::fs::AtFlags::empty());
+        let kind = match node.kind {
+            libc::S_IFBLK => rustix::fs::FileType::BlockDevice,
+            libc::S_IFIFO => rustix::fs::FileType::Fifo,
+            _ => rustix::fs::FileType::CharacterDevice,
+        };
+        let dev = rustix::fs::makedev(node.major as u32, node.minor as u32);
+        rustix::fs::mknodat(
+            dir,
+            name,
+            kind,
+            rustix::fs::Mode::from_bits_truncate(node.mode),
+            dev,
+        )?;
+        // mknod honours the umask: set the mode exactly, then the owner (no symlink follow: the
+        // node was just made by us in a directory resolved inside the root).
+        rustix::fs::chmodat(
+            dir,
+            name,
+            rustix::fs::Mode::from_bits_truncate(node.mode),
+            rustix::fs::AtFlags::empty(),
+        )?;
+        rustix::fs::chownat(
+            dir,
+            name,
+            Some(rustix::process::Uid::from_raw(node.uid)),
+            Some(rustix::process::Gid::from_raw(node.gid)),
+            rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+        )?;
+        Ok(())
+    }
+
+    fn mount_setattr(&self, fd: BorrowedFd<'_>, set: u64, clr: u64) -> io::Result<()> {
+        #[repr(C)]
+        struct MountAttr {
+            attr_set: u64,
+            attr_clr: u64,
+            propagation: u64,
+            userns_fd: u64,
+        }
+        const AT_RECURSIVE: libc::c_uint = 0x8000;
+        let attr = MountAttr {
+            attr_set: set,
+            attr_clr: clr,
+            propagation: 0,
+            userns_fd: 0,
+        };
+        // SAFETY: `attr` is a valid mount_attr of the size passed; the path is empty and
+        // AT_EMPTY_PATH makes the call act on `fd` itself.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_mount_setattr,
+                fd.as_raw_fd(),
+                c"".as_ptr(),
+                (libc::AT_EMPTY_PATH as libc::c_uint) | AT_RECURSIVE,
+                &attr as *const MountAttr,
+                std::mem::size_of::<MountAttr>(),
+            )
+        };
+        if r != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+}
+
 /// The result of [`clone3`]: which side of the fork we are on.
 pub enum Forked {
     Parent(libc::pid_t),

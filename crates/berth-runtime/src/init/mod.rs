@@ -174,7 +174,7 @@ fn setup(cfg: &InitConfig, chan: &Channel) -> Result<RuntimeError> {
         if op.kind == crate::plan::MountKind::Cgroup {
             join_cgroup(&mut in_cgroup)?;
         }
-        rootfs::mount_one(&ctx, root.as_fd(), op)?;
+        rootfs::mount_one(&crate::sys::Linux, &ctx, root.as_fd(), op)?;
         if op.dest == Path::new("/dev") {
             dev_is_tmpfs = true;
         }
@@ -182,12 +182,17 @@ fn setup(cfg: &InitConfig, chan: &Channel) -> Result<RuntimeError> {
     if !own_mounts {
         // Devices need mounts in a user namespace, and the host's /dev is not ours to change.
     } else if dev_is_tmpfs {
-        rootfs::create_devices(root.as_fd(), &cfg.devices, ctx.in_userns)?;
+        rootfs::create_devices(
+            &crate::sys::Linux,
+            root.as_fd(),
+            &cfg.devices,
+            ctx.in_userns,
+        )?;
     } else {
         // /dev is the rootfs's own: create only the spec's devices.
         let spec_only: Vec<DeviceNode> = cfg.devices.iter().skip(6).cloned().collect();
         if !spec_only.is_empty() {
-            rootfs::create_devices(root.as_fd(), &spec_only, ctx.in_userns)?;
+            rootfs::create_devices(&crate::sys::Linux, root.as_fd(), &spec_only, ctx.in_userns)?;
         }
     }
 
@@ -237,10 +242,10 @@ fn setup(cfg: &InitConfig, chan: &Channel) -> Result<RuntimeError> {
     }
     if own_mounts {
         for p in &cfg.readonly_paths {
-            rootfs::readonly(root.as_fd(), p)?;
+            rootfs::readonly(&crate::sys::Linux, root.as_fd(), p)?;
         }
         for p in &cfg.masked {
-            rootfs::mask(root.as_fd(), p)?;
+            rootfs::mask(&crate::sys::Linux, root.as_fd(), p)?;
         }
         if cfg.readonly_root {
             rootfs::readonly_root()?;

@@ -13,7 +13,7 @@ use std::path::{Component, Path, PathBuf};
 use crate::cgroups::CgroupMount;
 use crate::error::{Result, RuntimeError};
 use crate::plan::{DeviceNode, MountKind, MountOp, DEV_SYMLINKS};
-use crate::sys;
+use crate::sys::{self, Syscall};
 
 fn err(what: String, e: std::io::Error) -> RuntimeError {
     RuntimeError::sys(what, e)
@@ -22,6 +22,12 @@ fn err(what: String, e: std::io::Error) -> RuntimeError {
 /// Creates every missing directory of `path` inside `root` (resolved in-root) and returns an
 /// O_PATH fd of `path`. With `file`, the last component is created as an empty file if missing.
 pub fn mkdir_all_in_root(root: BorrowedFd<'_>, path: &Path, file: bool) -> Result<OwnedFd> {
+    mkdir_all_depth(root, path, file, 0)
+}
+
+/// A dangling symlink on the way is followed inside the root (its target is created there, as
+/// runc does); `depth` bounds how many such links one path may go through.
+fn mkdir_all_depth(root: BorrowedFd<'_>, path: &Path, file: bool, depth: u32) -> Result<OwnedFd> {
     match sys::open_in_root(root, path, 0) {
         Ok(fd) => return Ok(fd),
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
@@ -79,7 +85,7 @@ pub fn mkdir_all_in_root(root: BorrowedFd<'_>, path: &Path, file: bool) -> Resul
             )
         };
         match r {
-            Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+            Ok(()) | Err(rustix::io::Errno::EXIST) | Err(rustix::io::Errno::LOOP) => {}
             Err(e) => {
                 return Err(err(
                     format!("create {} in the container", cur.display()),
@@ -87,15 +93,46 @@ pub fn mkdir_all_in_root(root: BorrowedFd<'_>, path: &Path, file: bool) -> Resul
                 ))
             }
         }
-        parent = sys::open_in_root(root, &cur, 0)
-            .map_err(|e| err(format!("resolve {} in the container", cur.display()), e))?;
+        match sys::open_in_root(root, &cur, 0) {
+            Ok(fd) => parent = fd,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                // `cur` exists but does not resolve: a dangling symlink. Continue at its
+                // target, taken relative to the root (absolute) or to its directory.
+                let target = rustix::fs::readlinkat(parent.as_fd(), name.as_c_str(), Vec::new())
+                    .map_err(|e| {
+                        err(
+                            format!("resolve {} in the container", cur.display()),
+                            e.into(),
+                        )
+                    })?;
+                if depth >= 40 {
+                    return Err(err(
+                        format!("resolve {} in the container", path.display()),
+                        std::io::Error::from_raw_os_error(libc::ELOOP),
+                    ));
+                }
+                let target = Path::new(std::ffi::OsStr::from_bytes(target.as_bytes()));
+                let mut next = cur.parent().unwrap_or(Path::new("/")).join(target);
+                for rest in &comps[i + 1..] {
+                    next.push(rest);
+                }
+                return mkdir_all_depth(root, &next, file, depth + 1);
+            }
+            Err(e) => {
+                return Err(err(
+                    format!("resolve {} in the container", cur.display()),
+                    e,
+                ))
+            }
+        }
     }
     Ok(parent)
 }
 
 /// Bind-mount `source` onto `dest` inside the root, then apply the flags a bind cannot take at
 /// first (ro, nosuid, ...) with a remount. Flags locked by a user namespace are kept.
-fn bind(
+fn bind<S: Syscall>(
+    s: &S,
     root: BorrowedFd<'_>,
     source: &Path,
     dest: &Path,
@@ -108,7 +145,7 @@ fn bind(
         || std::fs::symlink_metadata(source).is_ok_and(|m| !m.is_dir() && !m.is_symlink());
     let target = mkdir_all_in_root(root, dest, is_file)?;
     let rec = if recursive { libc::MS_REC } else { 0 };
-    sys::mount(
+    s.mount(
         Some(source),
         &sys::fd_path(target.as_fd()),
         None,
@@ -122,21 +159,26 @@ fn bind(
         )
     })?;
     if remount != 0 {
-        remount_bind(root, dest, remount | rec)?;
+        remount_bind(s, root, dest, remount | rec)?;
     }
     Ok(())
 }
 
 /// Remounts the bind mount at `dest` (in-root) with `flags`, keeping flags the kernel locked.
-fn remount_bind(root: BorrowedFd<'_>, dest: &Path, flags: libc::c_ulong) -> Result<()> {
+fn remount_bind<S: Syscall>(
+    s: &S,
+    root: BorrowedFd<'_>,
+    dest: &Path,
+    flags: libc::c_ulong,
+) -> Result<()> {
     let fd = sys::open_in_root(root, dest, 0)
         .map_err(|e| err(format!("resolve {} in the container", dest.display()), e))?;
     let p = sys::fd_path(fd.as_fd());
     let base = libc::MS_BIND | libc::MS_REMOUNT;
-    match sys::mount(None, &p, None, base | flags, None) {
+    match s.mount(None, &p, None, base | flags, None) {
         Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
             let locked = locked_flags(&p);
-            sys::mount(None, &p, None, base | flags | locked, None)
+            s.mount(None, &p, None, base | flags | locked, None)
                 .map_err(|e| err(format!("remount {}", dest.display()), e))
         }
         r => r.map_err(|e| err(format!("remount {}", dest.display()), e)),
@@ -176,17 +218,22 @@ pub struct RootfsCtx<'a> {
 }
 
 /// Makes one of the spec's mounts.
-pub fn mount_one(ctx: &RootfsCtx<'_>, root: BorrowedFd<'_>, op: &MountOp) -> Result<()> {
+pub fn mount_one<S: Syscall>(
+    s: &S,
+    ctx: &RootfsCtx<'_>,
+    root: BorrowedFd<'_>,
+    op: &MountOp,
+) -> Result<()> {
     match &op.kind {
         MountKind::Bind { recursive } => {
             let src = op.source.as_deref().unwrap_or(Path::new(""));
-            bind(root, src, &op.dest, *recursive, op.bind_remount_flags())?;
+            bind(s, root, src, &op.dest, *recursive, op.bind_remount_flags())?;
         }
         MountKind::Fs { fstype } => {
             let target = mkdir_all_in_root(root, &op.dest, false)?;
             let src = op.source.clone().unwrap_or_else(|| PathBuf::from(fstype));
             let flags = op.flags & !libc::MS_REMOUNT;
-            let r = sys::mount(
+            let r = s.mount(
                 Some(&src),
                 &sys::fd_path(target.as_fd()),
                 Some(fstype),
@@ -198,6 +245,7 @@ pub fn mount_one(ctx: &RootfsCtx<'_>, root: BorrowedFd<'_>, op: &MountOp) -> Res
                 // needs a network namespace we own): fall back to a bind of the host's, as runc.
                 Err(e) if e.raw_os_error() == Some(libc::EPERM) && fstype == "sysfs" => {
                     bind(
+                        s,
                         root,
                         Path::new("/sys"),
                         &op.dest,
@@ -206,65 +254,48 @@ pub fn mount_one(ctx: &RootfsCtx<'_>, root: BorrowedFd<'_>, op: &MountOp) -> Res
                     )?;
                 }
                 Err(e) if e.raw_os_error() == Some(libc::EPERM) && fstype == "mqueue" => {
-                    bind(root, Path::new("/dev/mqueue"), &op.dest, false, flags)?;
+                    bind(s, root, Path::new("/dev/mqueue"), &op.dest, false, flags)?;
                 }
                 r => r.map_err(|e| err(format!("mount {fstype} on {}", op.dest.display()), e))?,
             }
         }
-        MountKind::Cgroup => mount_cgroup(ctx, root, op)?,
+        MountKind::Cgroup => mount_cgroup(s, ctx, root, op)?,
     }
     if op.rec_attr_set != 0 || op.rec_attr_clr != 0 {
-        set_rec_attr(root, &op.dest, op.rec_attr_set, op.rec_attr_clr)?;
+        set_rec_attr(s, root, &op.dest, op.rec_attr_set, op.rec_attr_clr)?;
     }
     for &p in &op.propagation {
         let fd = sys::open_in_root(root, &op.dest, 0)
             .map_err(|e| err(format!("resolve {}", op.dest.display()), e))?;
-        sys::mount(None, &sys::fd_path(fd.as_fd()), None, p, None)
+        s.mount(None, &sys::fd_path(fd.as_fd()), None, p, None)
             .map_err(|e| err(format!("set propagation of {}", op.dest.display()), e))?;
     }
     Ok(())
 }
 
-fn set_rec_attr(root: BorrowedFd<'_>, dest: &Path, set: u64, clr: u64) -> Result<()> {
-    #[repr(C)]
-    struct MountAttr {
-        attr_set: u64,
-        attr_clr: u64,
-        propagation: u64,
-        userns_fd: u64,
-    }
+fn set_rec_attr<S: Syscall>(
+    s: &S,
+    root: BorrowedFd<'_>,
+    dest: &Path,
+    set: u64,
+    clr: u64,
+) -> Result<()> {
     let fd = sys::open_in_root(root, dest, 0)
         .map_err(|e| err(format!("resolve {}", dest.display()), e))?;
-    let attr = MountAttr {
-        attr_set: set,
-        attr_clr: clr,
-        propagation: 0,
-        userns_fd: 0,
-    };
-    const AT_RECURSIVE: libc::c_uint = 0x8000;
-    use std::os::fd::AsRawFd;
-    // SAFETY: `attr` is a valid mount_attr of the size passed; the path is empty and
-    // AT_EMPTY_PATH makes the call act on `fd` itself.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            fd.as_raw_fd(),
-            c"".as_ptr(),
-            (libc::AT_EMPTY_PATH as libc::c_uint) | AT_RECURSIVE,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        )
-    };
-    if r != 0 {
-        return Err(err(
+    s.mount_setattr(fd.as_fd(), set, clr).map_err(|e| {
+        err(
             format!("set recursive mount attributes on {}", dest.display()),
-            std::io::Error::last_os_error(),
-        ));
-    }
-    Ok(())
+            e,
+        )
+    })
 }
 
-fn mount_cgroup(ctx: &RootfsCtx<'_>, root: BorrowedFd<'_>, op: &MountOp) -> Result<()> {
+fn mount_cgroup<S: Syscall>(
+    s: &S,
+    ctx: &RootfsCtx<'_>,
+    root: BorrowedFd<'_>,
+    op: &MountOp,
+) -> Result<()> {
     let flags = op.flags & !(libc::MS_BIND | libc::MS_REC | libc::MS_REMOUNT);
     let is_v2 = ctx
         .cgroup_mounts
@@ -273,18 +304,19 @@ fn mount_cgroup(ctx: &RootfsCtx<'_>, root: BorrowedFd<'_>, op: &MountOp) -> Resu
     if is_v2 || ctx.cgroup_mounts.is_empty() {
         // With a cgroup namespace the mount shows the container's own cgroup as its root.
         let target = mkdir_all_in_root(root, &op.dest, false)?;
-        return sys::mount(
-            Some(Path::new("cgroup2")),
-            &sys::fd_path(target.as_fd()),
-            Some("cgroup2"),
-            flags,
-            None,
-        )
-        .map_err(|e| err(format!("mount cgroup2 on {}", op.dest.display()), e));
+        return s
+            .mount(
+                Some(Path::new("cgroup2")),
+                &sys::fd_path(target.as_fd()),
+                Some("cgroup2"),
+                flags,
+                None,
+            )
+            .map_err(|e| err(format!("mount cgroup2 on {}", op.dest.display()), e));
     }
     // v1: a tmpfs holding one directory per hierarchy.
     let target = mkdir_all_in_root(root, &op.dest, false)?;
-    sys::mount(
+    s.mount(
         Some(Path::new("tmpfs")),
         &sys::fd_path(target.as_fd()),
         Some("tmpfs"),
@@ -305,7 +337,7 @@ fn mount_cgroup(ctx: &RootfsCtx<'_>, root: BorrowedFd<'_>, op: &MountOp) -> Resu
         let sub = op.dest.join(dir);
         let t = mkdir_all_in_root(root, &sub, false)?;
         let r = if ctx.new_cgroupns {
-            sys::mount(
+            s.mount(
                 Some(Path::new("cgroup")),
                 &sys::fd_path(t.as_fd()),
                 Some("cgroup"),
@@ -316,7 +348,7 @@ fn mount_cgroup(ctx: &RootfsCtx<'_>, root: BorrowedFd<'_>, op: &MountOp) -> Resu
             Err(std::io::Error::from_raw_os_error(libc::EPERM))
         };
         if r.is_err() {
-            sys::mount(
+            s.mount(
                 Some(host_path),
                 &sys::fd_path(t.as_fd()),
                 None,
@@ -330,7 +362,7 @@ fn mount_cgroup(ctx: &RootfsCtx<'_>, root: BorrowedFd<'_>, op: &MountOp) -> Resu
                 )
             })?;
             if flags != 0 {
-                remount_bind(root, &sub, flags | libc::MS_REC)?;
+                remount_bind(s, root, &sub, flags | libc::MS_REC)?;
             }
         }
         for link in links {
@@ -347,7 +379,7 @@ fn mount_cgroup(ctx: &RootfsCtx<'_>, root: BorrowedFd<'_>, op: &MountOp) -> Resu
     if flags & libc::MS_RDONLY != 0 {
         let fd = sys::open_in_root(root, &op.dest, 0)
             .map_err(|e| err(format!("resolve {}", op.dest.display()), e))?;
-        sys::mount(
+        s.mount(
             None,
             &sys::fd_path(fd.as_fd()),
             None,
@@ -361,14 +393,19 @@ fn mount_cgroup(ctx: &RootfsCtx<'_>, root: BorrowedFd<'_>, op: &MountOp) -> Resu
 
 /// Creates the device nodes (mknod, or a bind of the host's node inside a user namespace) and
 /// the /dev links.
-pub fn create_devices(root: BorrowedFd<'_>, devices: &[DeviceNode], in_userns: bool) -> Result<()> {
+pub fn create_devices<S: Syscall>(
+    s: &S,
+    root: BorrowedFd<'_>,
+    devices: &[DeviceNode],
+    in_userns: bool,
+) -> Result<()> {
     for d in devices {
         let parent_path = d.path.parent().unwrap_or(Path::new("/dev"));
         let parent = mkdir_all_in_root(root, parent_path, false)?;
         let name = CString::new(d.path.file_name().map(|n| n.as_bytes()).unwrap_or_default())
             .unwrap_or_default();
         if in_userns {
-            bind(root, &d.path, &d.path, false, 0).or_else(|e| {
+            bind(s, root, &d.path, &d.path, false, 0).or_else(|e| {
                 // The host may lack the node (e.g. /dev/fuse): skip it rather than fail, as runc.
                 if d.path.exists() {
                     Err(e)
@@ -383,28 +420,8 @@ pub fn create_devices(root: BorrowedFd<'_>, devices: &[DeviceNode], in_userns: b
             name.as_c_str(),
             rustix::fs::AtFlags::empty(),
         );
-        let dev = rustix::fs::makedev(d.major as u32, d.minor as u32);
-        let kind = match d.kind {
-            libc::S_IFBLK => rustix::fs::FileType::BlockDevice,
-            libc::S_IFIFO => rustix::fs::FileType::Fifo,
-            _ => rustix::fs::FileType::CharacterDevice,
-        };
-        rustix::fs::mknodat(
-            parent.as_fd(),
-            name.as_c_str(),
-            kind,
-            rustix::fs::Mode::from_bits_truncate(d.mode),
-            dev,
-        )
-        .map_err(|e| err(format!("mknod {}", d.path.display()), e.into()))?;
-        // mknod honours the umask: set the mode exactly, then the owner.
-        let node = sys::open_in_root(root, &d.path, 0)
-            .map_err(|e| err(format!("resolve {}", d.path.display()), e))?;
-        let p = sys::fd_path(node.as_fd());
-        std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(d.mode))
-            .map_err(|e| err(format!("chmod {}", d.path.display()), e))?;
-        std::os::unix::fs::chown(&p, Some(d.uid), Some(d.gid))
-            .map_err(|e| err(format!("chown {}", d.path.display()), e))?;
+        s.mknod(parent.as_fd(), name.as_c_str(), d)
+            .map_err(|e| err(format!("mknod {}", d.path.display()), e))?;
     }
     let dev = mkdir_all_in_root(root, Path::new("/dev"), false)?;
     let mut links: Vec<(&str, &str)> = DEV_SYMLINKS.to_vec();
@@ -498,7 +515,7 @@ pub fn move_root(rootfs: &Path) -> Result<()> {
 
 /// Masks a path: /dev/null over a file, an empty read-only tmpfs over a directory. Missing
 /// paths are skipped.
-pub fn mask(root: BorrowedFd<'_>, path: &Path) -> Result<()> {
+pub fn mask<S: Syscall>(s: &S, root: BorrowedFd<'_>, path: &Path) -> Result<()> {
     let fd = match sys::open_in_root(root, path, 0) {
         Ok(fd) => fd,
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
@@ -507,7 +524,7 @@ pub fn mask(root: BorrowedFd<'_>, path: &Path) -> Result<()> {
     let p = sys::fd_path(fd.as_fd());
     let is_dir = std::fs::metadata(&p).map(|m| m.is_dir()).unwrap_or(false);
     let r = if is_dir {
-        sys::mount(
+        s.mount(
             Some(Path::new("tmpfs")),
             &p,
             Some("tmpfs"),
@@ -515,29 +532,30 @@ pub fn mask(root: BorrowedFd<'_>, path: &Path) -> Result<()> {
             None,
         )
     } else {
-        sys::mount(Some(Path::new("/dev/null")), &p, None, libc::MS_BIND, None)
+        s.mount(Some(Path::new("/dev/null")), &p, None, libc::MS_BIND, None)
     };
     r.map_err(|e| err(format!("mask {}", path.display()), e))
 }
 
 /// Makes a path read-only (a recursive bind onto itself, remounted read-only). Missing paths are
 /// skipped.
-pub fn readonly(root: BorrowedFd<'_>, path: &Path) -> Result<()> {
+pub fn readonly<S: Syscall>(s: &S, root: BorrowedFd<'_>, path: &Path) -> Result<()> {
     let fd = match sys::open_in_root(root, path, 0) {
         Ok(fd) => fd,
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
         Err(e) => return Err(err(format!("resolve read-only path {}", path.display()), e)),
     };
     let p = sys::fd_path(fd.as_fd());
-    sys::mount(Some(&p), &p, None, libc::MS_BIND | libc::MS_REC, None)
+    s.mount(Some(&p), &p, None, libc::MS_BIND | libc::MS_REC, None)
         .map_err(|e| err(format!("bind {} read-only", path.display()), e))?;
     drop(fd);
     remount_bind(
+        s,
         root,
         path,
         libc::MS_RDONLY | libc::MS_REC | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
     )
-    .or_else(|_| remount_bind(root, path, libc::MS_RDONLY | libc::MS_REC))
+    .or_else(|_| remount_bind(s, root, path, libc::MS_RDONLY | libc::MS_REC))
 }
 
 /// Remounts the root read-only.
@@ -576,4 +594,354 @@ pub fn console(root: BorrowedFd<'_>, slave: &Path) -> Result<()> {
         None,
     )
     .map_err(|e| err("bind the terminal onto /dev/console".into(), e))
+}
+
+#[cfg(test)]
+mod tests {
+    //! The rootfs logic against a tempdir, with the privileged calls recorded instead of made:
+    //! which mounts land where (always inside the root), in which order, with which flags.
+
+    use super::*;
+    use std::cell::RefCell;
+    use std::ffi::CStr;
+    use std::io;
+
+    struct Recorder {
+        root: PathBuf,
+        calls: RefCell<Vec<String>>,
+        /// mount(2) of this fstype fails with this errno.
+        fail: Option<(&'static str, i32)>,
+    }
+
+    impl Recorder {
+        fn new(root: &Path) -> Self {
+            Self {
+                root: root.canonicalize().unwrap(),
+                calls: RefCell::new(Vec::new()),
+                fail: None,
+            }
+        }
+        /// A path as the container sees it ("/x"), or "HOST:/x" when outside the root.
+        fn show(&self, p: &Path) -> String {
+            let p = if p.starts_with("/proc/self/fd") {
+                std::fs::read_link(p).unwrap_or_else(|_| p.to_path_buf())
+            } else {
+                p.to_path_buf()
+            };
+            match p.strip_prefix(&self.root) {
+                Ok(rest) => format!("/{}", rest.display()),
+                Err(_) => format!("HOST:{}", p.display()),
+            }
+        }
+        fn calls(&self) -> Vec<String> {
+            self.calls.borrow().clone()
+        }
+    }
+
+    impl Syscall for Recorder {
+        fn mount(
+            &self,
+            source: Option<&Path>,
+            target: &Path,
+            fstype: Option<&str>,
+            flags: libc::c_ulong,
+            data: Option<&str>,
+        ) -> io::Result<()> {
+            self.calls.borrow_mut().push(format!(
+                "mount {} {} {} {:#x} {}",
+                source.map_or("-".into(), |s| self.show(s)),
+                self.show(target),
+                fstype.unwrap_or("-"),
+                flags,
+                data.filter(|d| !d.is_empty()).unwrap_or("-"),
+            ));
+            match self.fail {
+                Some((t, errno)) if fstype == Some(t) => Err(io::Error::from_raw_os_error(errno)),
+                _ => Ok(()),
+            }
+        }
+        fn mknod(&self, dir: BorrowedFd<'_>, name: &CStr, node: &DeviceNode) -> io::Result<()> {
+            rustix::fs::openat(
+                dir,
+                name,
+                rustix::fs::OFlags::CREATE | rustix::fs::OFlags::WRONLY,
+                rustix::fs::Mode::from_bits_truncate(0o644),
+            )?;
+            self.calls.borrow_mut().push(format!(
+                "mknod {} {}:{} {:o} {}:{}",
+                node.path.display(),
+                node.major,
+                node.minor,
+                node.mode,
+                node.uid,
+                node.gid
+            ));
+            Ok(())
+        }
+        fn mount_setattr(&self, fd: BorrowedFd<'_>, set: u64, clr: u64) -> io::Result<()> {
+            let p = sys::fd_path(fd);
+            self.calls
+                .borrow_mut()
+                .push(format!("setattr {} +{set:#x} -{clr:#x}", self.show(&p)));
+            Ok(())
+        }
+    }
+
+    struct Sandbox {
+        _dir: tempfile::TempDir,
+        root: PathBuf,
+        host: PathBuf,
+        fd: OwnedFd,
+    }
+
+    fn sandbox() -> Sandbox {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("rootfs");
+        let host = dir.path().join("host");
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::create_dir_all(&host).unwrap();
+        let fd = sys::open(&root, libc::O_PATH | libc::O_DIRECTORY, 0).unwrap();
+        Sandbox {
+            _dir: dir,
+            root,
+            host,
+            fd,
+        }
+    }
+
+    fn op(json: serde_json::Value) -> MountOp {
+        crate::plan::mount_op(&serde_json::from_value(json).unwrap()).unwrap()
+    }
+
+    fn ctx(rootfs: &Path) -> RootfsCtx<'_> {
+        RootfsCtx {
+            rootfs,
+            in_userns: false,
+            new_cgroupns: false,
+            cgroup_mounts: &[],
+        }
+    }
+
+    #[test]
+    fn readonly_bind_is_a_bind_then_a_remount_inside_the_root() {
+        let sb = sandbox();
+        let rec = Recorder::new(&sb.root);
+        let src = sb.host.join("data");
+        std::fs::create_dir(&src).unwrap();
+        let m = op(
+            serde_json::json!({"destination": "/srv/data", "type": "bind",
+            "source": src, "options": ["rbind", "ro", "nosuid"]}),
+        );
+        mount_one(&rec, &ctx(&sb.root), sb.fd.as_fd(), &m).unwrap();
+        let host_src = rec.show(&src);
+        assert_eq!(
+            rec.calls(),
+            vec![
+                format!(
+                    "mount {host_src} /srv/data - {:#x} -",
+                    libc::MS_BIND | libc::MS_REC
+                ),
+                format!(
+                    "mount - /srv/data - {:#x} -",
+                    libc::MS_BIND
+                        | libc::MS_REMOUNT
+                        | libc::MS_RDONLY
+                        | libc::MS_NOSUID
+                        | libc::MS_REC
+                ),
+            ]
+        );
+        assert!(sb.root.join("srv/data").is_dir());
+    }
+
+    #[test]
+    fn a_file_source_gets_a_file_target() {
+        let sb = sandbox();
+        let rec = Recorder::new(&sb.root);
+        let src = sb.host.join("resolv.conf");
+        std::fs::write(&src, "nameserver 127.0.0.1\n").unwrap();
+        let m = op(
+            serde_json::json!({"destination": "/etc/resolv.conf", "type": "bind",
+            "source": src, "options": ["bind"]}),
+        );
+        mount_one(&rec, &ctx(&sb.root), sb.fd.as_fd(), &m).unwrap();
+        assert!(sb.root.join("etc/resolv.conf").is_file());
+        assert_eq!(rec.calls().len(), 1);
+    }
+
+    #[test]
+    fn symlinked_destinations_never_leave_the_root() {
+        // CVE-2021-30465: a destination through a symlink planted in the rootfs, absolute or
+        // relative, resolves inside the root; nothing is created or mounted on the host side.
+        let sb = sandbox();
+        let rec = Recorder::new(&sb.root);
+        let outside = sb.host.join("target");
+        std::fs::create_dir_all(sb.root.join("mnt")).unwrap();
+        std::os::unix::fs::symlink(&outside, sb.root.join("mnt/abs")).unwrap();
+        std::os::unix::fs::symlink("../../../../../host/target", sb.root.join("mnt/rel")).unwrap();
+        for dest in ["/mnt/abs/sub", "/mnt/rel/sub"] {
+            let m = op(serde_json::json!({"destination": dest, "type": "tmpfs",
+                "source": "tmpfs", "options": ["nosuid"]}));
+            mount_one(&rec, &ctx(&sb.root), sb.fd.as_fd(), &m).unwrap();
+        }
+        let calls = rec.calls();
+        assert_eq!(calls.len(), 2);
+        for call in calls {
+            let target = call.split(' ').nth(2).unwrap_or_default();
+            assert!(
+                target.starts_with('/') && !target.starts_with("HOST:"),
+                "{call}"
+            );
+        }
+        assert!(
+            !outside.exists(),
+            "a directory was created outside the root"
+        );
+    }
+
+    #[test]
+    fn sysfs_falls_back_to_a_readonly_bind_of_the_hosts() {
+        let sb = sandbox();
+        let mut rec = Recorder::new(&sb.root);
+        rec.fail = Some(("sysfs", libc::EPERM));
+        let m = op(
+            serde_json::json!({"destination": "/sys", "type": "sysfs", "source": "sysfs",
+            "options": ["nosuid", "noexec", "nodev", "ro"]}),
+        );
+        mount_one(&rec, &ctx(&sb.root), sb.fd.as_fd(), &m).unwrap();
+        let calls = rec.calls();
+        assert_eq!(calls.len(), 3, "{calls:?}");
+        assert!(
+            calls[0].starts_with("mount HOST:sysfs /sys sysfs"),
+            "{calls:?}"
+        );
+        assert_eq!(
+            calls[1],
+            format!(
+                "mount HOST:/sys /sys - {:#x} -",
+                libc::MS_BIND | libc::MS_REC
+            )
+        );
+        assert!(calls[2].starts_with("mount - /sys -"), "{calls:?}");
+    }
+
+    #[test]
+    fn masking_covers_files_with_dev_null_and_dirs_with_readonly_tmpfs() {
+        let sb = sandbox();
+        let rec = Recorder::new(&sb.root);
+        std::fs::create_dir_all(sb.root.join("proc/acpi")).unwrap();
+        std::fs::write(sb.root.join("proc/kcore"), "").unwrap();
+        for p in ["/proc/acpi", "/proc/kcore", "/proc/missing"] {
+            mask(&rec, sb.fd.as_fd(), Path::new(p)).unwrap();
+        }
+        assert_eq!(
+            rec.calls(),
+            vec![
+                format!("mount HOST:tmpfs /proc/acpi tmpfs {:#x} -", libc::MS_RDONLY),
+                format!("mount HOST:/dev/null /proc/kcore - {:#x} -", libc::MS_BIND),
+            ]
+        );
+    }
+
+    #[test]
+    fn devices_are_made_or_bound_and_dev_gets_its_links() {
+        let sb = sandbox();
+        let rec = Recorder::new(&sb.root);
+        let spec: oci_spec::runtime::Spec = serde_json::from_value(serde_json::json!({
+            "ociVersion": "1.0.2",
+            "linux": {"devices": [{"path": "/dev/net/tun", "type": "c", "major": 10, "minor": 200, "fileMode": 432, "uid": 7, "gid": 8}]}
+        }))
+        .unwrap();
+        let devs = crate::plan::devices(&spec).unwrap();
+        create_devices(&rec, sb.fd.as_fd(), &devs, false).unwrap();
+        let calls = rec.calls();
+        assert!(
+            calls.contains(&"mknod /dev/null 1:3 666 0:0".to_string()),
+            "{calls:?}"
+        );
+        assert!(
+            calls.contains(&"mknod /dev/net/tun 10:200 660 7:8".to_string()),
+            "{calls:?}"
+        );
+        assert_eq!(
+            std::fs::read_link(sb.root.join("dev/fd")).unwrap(),
+            Path::new("/proc/self/fd")
+        );
+        assert_eq!(
+            std::fs::read_link(sb.root.join("dev/ptmx")).unwrap(),
+            Path::new("pts/ptmx")
+        );
+
+        // In a user namespace mknod is not allowed: the host's nodes are bound instead.
+        let sb = sandbox();
+        let rec = Recorder::new(&sb.root);
+        create_devices(&rec, sb.fd.as_fd(), &devs[..1], true).unwrap();
+        assert_eq!(
+            rec.calls(),
+            vec![format!(
+                "mount HOST:/dev/null /dev/null - {:#x} -",
+                libc::MS_BIND
+            )]
+        );
+    }
+
+    #[test]
+    fn recursive_attributes_and_propagation_follow_the_mount() {
+        let sb = sandbox();
+        let rec = Recorder::new(&sb.root);
+        let src = sb.host.join("vol");
+        std::fs::create_dir(&src).unwrap();
+        let m = op(
+            serde_json::json!({"destination": "/vol", "type": "bind", "source": src,
+            "options": ["rbind", "rro", "rshared"]}),
+        );
+        mount_one(&rec, &ctx(&sb.root), sb.fd.as_fd(), &m).unwrap();
+        let calls = rec.calls();
+        assert_eq!(calls[1], "setattr /vol +0x1 -0x0");
+        assert_eq!(
+            calls[2],
+            format!("mount - /vol - {:#x} -", libc::MS_SHARED | libc::MS_REC)
+        );
+    }
+
+    #[test]
+    fn v1_cgroups_without_a_namespace_bind_each_hierarchy_and_link_comounts() {
+        let sb = sandbox();
+        let rec = Recorder::new(&sb.root);
+        let mounts = vec![CgroupMount::V1 {
+            dir: "cpu,cpuacct".into(),
+            options: "cpu,cpuacct".into(),
+            links: vec!["cpu".into(), "cpuacct".into()],
+            source: sb.host.join("cg/cpu,cpuacct/berth/c1"),
+        }];
+        let c = RootfsCtx {
+            rootfs: &sb.root,
+            in_userns: false,
+            new_cgroupns: false,
+            cgroup_mounts: &mounts,
+        };
+        let m = op(
+            serde_json::json!({"destination": "/sys/fs/cgroup", "type": "cgroup",
+            "source": "cgroup", "options": ["ro", "nosuid"]}),
+        );
+        mount_cgroup(&rec, &c, sb.fd.as_fd(), &m).unwrap();
+        let calls = rec.calls();
+        assert!(
+            calls[0].starts_with("mount HOST:tmpfs /sys/fs/cgroup tmpfs"),
+            "{calls:?}"
+        );
+        assert!(
+            calls[1].starts_with("mount HOST:")
+                && calls[1].contains("/sys/fs/cgroup/cpu,cpuacct -"),
+            "{calls:?}"
+        );
+        assert_eq!(
+            std::fs::read_link(sb.root.join("sys/fs/cgroup/cpu")).unwrap(),
+            Path::new("cpu,cpuacct")
+        );
+        assert!(calls.last().unwrap().contains(&format!(
+            "{:#x}",
+            libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC
+        )));
+    }
 }
