@@ -248,10 +248,20 @@ impl Container {
             write_id_maps(pid, &bundle)?;
         }
         parent_end.send(&Msg::Go)?;
-        if let Some(cg) = &cgroup {
+        let rootless = ns.new_user() && !rustix::process::geteuid().is_root();
+        if let Some(cg) = cgroup.clone() {
             guard.cgroup = Some(cg.clone());
-            setup_cgroup(cg, spec)?;
-            cg.add_task(pid)?;
+            match setup_cgroup(&cg, spec).and_then(|()| Ok(cg.add_task(pid)?)) {
+                Ok(()) => {}
+                // Rootless: no writable cgroup hierarchy is normal; run without one unless the
+                // spec asks for limits, which would then silently not hold.
+                Err(_) if rootless && !asks_for_limits(spec) => {
+                    let _ = cg.destroy();
+                    guard.cgroup = None;
+                    state.cgroup = None;
+                }
+                Err(e) => return Err(e),
+            }
         }
         parent_end.send(&Msg::CgroupReady)?;
         crate::timing::mark("cgroup ready");
@@ -284,6 +294,19 @@ impl Container {
 
 fn paths(list: &Option<Vec<String>>) -> Vec<PathBuf> {
     list.iter().flatten().map(PathBuf::from).collect()
+}
+
+/// Whether the spec sets any resource limit (devices rules alone do not count).
+fn asks_for_limits(spec: &oci_spec::runtime::Spec) -> bool {
+    let Some(r) = spec.linux().as_ref().and_then(|l| l.resources().as_ref()) else {
+        return false;
+    };
+    r.memory().is_some()
+        || r.cpu().is_some()
+        || r.pids().is_some()
+        || r.block_io().is_some()
+        || r.hugepage_limits().as_ref().is_some_and(|h| !h.is_empty())
+        || r.unified().as_ref().is_some_and(|u| !u.is_empty())
 }
 
 /// Resolves the container's cgroup. Inside a user namespace without root on the host, cgroups

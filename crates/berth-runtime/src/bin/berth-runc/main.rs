@@ -169,7 +169,7 @@ fn main() {
     match verbs::dispatch(&ctx, cli.cmd) {
         Ok(code) => std::process::exit(code),
         Err(e) => {
-            log.error(&format!("{e:#}"));
+            log.error(&describe(&e));
             std::process::exit(1);
         }
     }
@@ -230,4 +230,18 @@ mod tests {
         assert_eq!(cli.rootless.as_deref(), Some("false"));
         assert!(Cli::try_parse_from(["berth-runc", "--rootless=maybe", "state", "x"]).is_err());
     }
+}
+
+/// One line for an error and its causes, each cause only once (our errors' messages already name
+/// their source, anyhow's context chains may not).
+fn describe(e: &anyhow::Error) -> String {
+    let mut line = e.to_string();
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !line.contains(&c) {
+            line.push_str(": ");
+            line.push_str(&c);
+        }
+    }
+    line
 }
