@@ -175,6 +175,20 @@ fn main() {
     }
 }
 
+/// One line for an error and its causes, each cause only once (our errors' messages already name
+/// their source, anyhow's context chains may not).
+fn describe(e: &anyhow::Error) -> String {
+    let mut line = e.to_string();
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !line.contains(&c) {
+            line.push_str(": ");
+            line.push_str(&c);
+        }
+    }
+    line
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -230,18 +244,4 @@ mod tests {
         assert_eq!(cli.rootless.as_deref(), Some("false"));
         assert!(Cli::try_parse_from(["berth-runc", "--rootless=maybe", "state", "x"]).is_err());
     }
-}
-
-/// One line for an error and its causes, each cause only once (our errors' messages already name
-/// their source, anyhow's context chains may not).
-fn describe(e: &anyhow::Error) -> String {
-    let mut line = e.to_string();
-    for cause in e.chain().skip(1) {
-        let c = cause.to_string();
-        if !line.contains(&c) {
-            line.push_str(": ");
-            line.push_str(&c);
-        }
-    }
-    line
 }
