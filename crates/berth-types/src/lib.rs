@@ -4,8 +4,12 @@
 //! This crate imports nothing of ours and does no I/O: it must stay cheap to compile and safe to
 //! depend on from everywhere.
 
+pub mod digest;
 pub mod id;
 pub mod kind;
+pub mod reference;
 
+pub use digest::{Algorithm, Digest, DigestError};
 pub use id::{ContainerId, IdError};
 pub use kind::ErrorKind;
+pub use reference::{Reference, ReferenceError};
