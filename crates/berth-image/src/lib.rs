@@ -1,3 +1,9 @@
-//! berth-image: content store, layer unpack/diff, overlay snapshots, image index, save/load formats
-//! and the registry client (see ../shared/DESIGN.md). Work on it starts with the image-store issue;
-//! it must never import the runtime, network or build crates.
+//! berth-image: the content store, the SQLite image index, layer unpack and diff, and overlay
+//! snapshots (see shared/DESIGN.md). Save/load formats and the registry client build on these.
+//!
+//! It imports only `berth-types`, never the runtime, network or build crates: what crosses to the
+//! engine is data (paths of layer directories, a rootfs path), not calls.
+
+pub mod content;
+
+pub use content::{BlobInfo, ContentError, ContentStore};
