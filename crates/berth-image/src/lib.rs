@@ -5,5 +5,7 @@
 //! engine is data (paths of layer directories, a rootfs path), not calls.
 
 pub mod content;
+pub mod index;
 
 pub use content::{BlobInfo, ContentError, ContentStore};
+pub use index::{ImageIndex, ImageRecord, IndexError, LayerRecord};
