@@ -6,6 +6,10 @@
 
 pub mod content;
 pub mod index;
+pub mod layer;
 
 pub use content::{BlobInfo, ContentError, ContentStore};
 pub use index::{ImageIndex, ImageRecord, IndexError, LayerRecord};
+pub use layer::{
+    apply_layer, chain_id, ApplyOptions, ApplyStats, DevicePolicy, Layer, LayerError, LayerStore,
+};
