@@ -5,11 +5,15 @@
 //! engine is data (paths of layer directories, a rootfs path), not calls.
 
 pub mod content;
+pub mod diff;
 pub mod index;
 pub mod layer;
+pub mod snapshot;
 
 pub use content::{BlobInfo, ContentError, ContentStore};
+pub use diff::{write_diff, DiffError, DiffStats};
 pub use index::{ImageIndex, ImageRecord, IndexError, LayerRecord};
 pub use layer::{
     apply_layer, chain_id, ApplyOptions, ApplyStats, DevicePolicy, Layer, LayerError, LayerStore,
 };
+pub use snapshot::{MountMethod, SnapshotError, SnapshotPaths, Snapshotter};
