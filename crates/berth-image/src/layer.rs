@@ -907,6 +907,12 @@ impl LayerStore {
     pub fn remove(&self, chain_id: &Digest) -> Result<bool, LayerError> {
         let p = self.layer_path(chain_id);
         let trash = self.tmp.join(format!("remove-{}", chain_id.hex()));
+        // A removal interrupted by a crash leaves its trash behind: finish it first.
+        match fs::remove_dir_all(&trash) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err("remove", &trash)(e)),
+        }
         match fs::rename(&p, &trash) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
