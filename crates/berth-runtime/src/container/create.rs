@@ -65,9 +65,15 @@ impl Drop for Cleanup<'_> {
 impl Container {
     /// Creates container `opts.id` under the runtime root `root`.
     pub fn create(root: &Path, opts: &CreateOpts) -> Result<Container> {
+        Container::dir_of(root, &opts.id)?;
+        let bundle = load_bundle(&opts.bundle)?;
+        Container::create_from(root, opts, bundle)
+    }
+
+    /// Creates container `opts.id` from an already loaded bundle (`opts.bundle` is not read).
+    pub fn create_from(root: &Path, opts: &CreateOpts, bundle: Bundle) -> Result<Container> {
         let dir = Container::dir_of(root, &opts.id)?;
         crate::timing::mark("create");
-        let bundle = load_bundle(&opts.bundle)?;
         let spec = &bundle.spec;
         let proc_spec = spec.process().as_ref().ok_or_else(|| RuntimeError::Spec {
             path: bundle.dir.join("config.json"),
@@ -251,7 +257,10 @@ impl Container {
         let rootless = ns.new_user() && !rustix::process::geteuid().is_root();
         if let Some(cg) = cgroup.clone() {
             guard.cgroup = Some(cg.clone());
-            match setup_cgroup(&cg, spec).and_then(|()| Ok(cg.add_task(pid)?)) {
+            match setup_cgroup(&cg, spec).and_then(|()| {
+                crate::timing::mark("cgroup configured");
+                Ok(cg.add_task(pid)?)
+            }) {
                 Ok(()) => {}
                 // Rootless: no writable cgroup hierarchy is normal; run without one unless the
                 // spec asks for limits, which would then silently not hold.
@@ -334,6 +343,7 @@ fn resolve_cgroup(
 fn setup_cgroup(cg: &Cgroup, spec: &oci_spec::runtime::Spec) -> Result<()> {
     let linux = spec.linux().clone().unwrap_or_default();
     cg.create()?;
+    crate::timing::mark("cgroup created");
     if let Some(r) = linux.resources() {
         let r = with_default_device_rules(r, linux.devices().as_deref().unwrap_or_default());
         cg.apply(&r)?;

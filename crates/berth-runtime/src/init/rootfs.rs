@@ -314,7 +314,8 @@ fn mount_cgroup<S: Syscall>(
             )
             .map_err(|e| err(format!("mount cgroup2 on {}", op.dest.display()), e));
     }
-    // v1: a tmpfs holding one directory per hierarchy.
+    // v1: a tmpfs holding one directory per hierarchy. The tmpfs is fresh and the container
+    // does not run yet, so its directories are made and opened relative to its root fd.
     let target = mkdir_all_in_root(root, &op.dest, false)?;
     s.mount(
         Some(Path::new("tmpfs")),
@@ -324,6 +325,10 @@ fn mount_cgroup<S: Syscall>(
         Some("mode=755"),
     )
     .map_err(|e| err(format!("mount tmpfs on {}", op.dest.display()), e))?;
+    drop(target);
+    let tmpfs = sys::open_in_root(root, &op.dest, libc::O_DIRECTORY)
+        .map_err(|e| err(format!("resolve {}", op.dest.display()), e))?;
+    let mut bound = Vec::new();
     for m in ctx.cgroup_mounts {
         let CgroupMount::V1 {
             dir,
@@ -335,7 +340,23 @@ fn mount_cgroup<S: Syscall>(
             continue;
         };
         let sub = op.dest.join(dir);
-        let t = mkdir_all_in_root(root, &sub, false)?;
+        let name = CString::new(dir.as_bytes())
+            .map_err(|_| RuntimeError::Invalid(format!("cgroup directory {dir:?} has a NUL")))?;
+        match rustix::fs::mkdirat(
+            tmpfs.as_fd(),
+            name.as_c_str(),
+            rustix::fs::Mode::from_bits_truncate(0o755),
+        ) {
+            Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+            Err(e) => return Err(err(format!("create {}", sub.display()), e.into())),
+        }
+        let t = rustix::fs::openat(
+            tmpfs.as_fd(),
+            name.as_c_str(),
+            rustix::fs::OFlags::PATH | rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .map_err(|e| err(format!("open {}", sub.display()), e.into()))?;
         let r = if ctx.new_cgroupns {
             s.mount(
                 Some(Path::new("cgroup")),
@@ -361,32 +382,43 @@ fn mount_cgroup<S: Syscall>(
                     e,
                 )
             })?;
-            if flags != 0 {
-                remount_bind(s, root, &sub, flags | libc::MS_REC)?;
-            }
+            bound.push(sub);
         }
-        for link in links {
-            let l = op.dest.join(link);
-            let parent = mkdir_all_in_root(root, l.parent().unwrap_or(Path::new("/")), false)?;
-            let name = l
-                .file_name()
-                .map(|n| n.as_bytes().to_vec())
-                .unwrap_or_default();
-            let name = CString::new(name).unwrap_or_default();
-            let _ = rustix::fs::symlinkat(dir.as_str(), parent.as_fd(), name.as_c_str());
+        for link in links.iter().filter(|l| *l != dir) {
+            let lname = CString::new(link.as_bytes()).unwrap_or_default();
+            let _ = rustix::fs::symlinkat(dir.as_str(), tmpfs.as_fd(), lname.as_c_str());
         }
     }
-    if flags & libc::MS_RDONLY != 0 {
-        let fd = sys::open_in_root(root, &op.dest, 0)
-            .map_err(|e| err(format!("resolve {}", op.dest.display()), e))?;
-        s.mount(
-            None,
-            &sys::fd_path(fd.as_fd()),
-            None,
-            libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-            Some("mode=755"),
-        )
-        .map_err(|e| err(format!("remount {} read-only", op.dest.display()), e))?;
+    // The flags (ro, nosuid, ...) for the whole tree at once: one recursive mount_setattr
+    // instead of a remount per bind; per-mount remounts where mount_setattr is missing.
+    const ATTRS: [(libc::c_ulong, u64); 4] = [
+        (libc::MS_RDONLY, 0x1),
+        (libc::MS_NOSUID, 0x2),
+        (libc::MS_NODEV, 0x4),
+        (libc::MS_NOEXEC, 0x8),
+    ];
+    let attr = ATTRS
+        .iter()
+        .filter(|(f, _)| flags & f != 0)
+        .fold(0u64, |acc, (_, a)| acc | a);
+    if attr != 0 && s.mount_setattr(tmpfs.as_fd(), attr, 0).is_err() {
+        for sub in &bound {
+            remount_bind(s, root, sub, flags | libc::MS_REC)?;
+        }
+        if flags & libc::MS_RDONLY != 0 {
+            s.mount(
+                None,
+                &sys::fd_path(tmpfs.as_fd()),
+                None,
+                libc::MS_REMOUNT
+                    | libc::MS_RDONLY
+                    | libc::MS_NOSUID
+                    | libc::MS_NODEV
+                    | libc::MS_NOEXEC,
+                Some("mode=755"),
+            )
+            .map_err(|e| err(format!("remount {} read-only", op.dest.display()), e))?;
+        }
     }
     Ok(())
 }
@@ -939,9 +971,8 @@ mod tests {
             std::fs::read_link(sb.root.join("sys/fs/cgroup/cpu")).unwrap(),
             Path::new("cpu,cpuacct")
         );
-        assert!(calls.last().unwrap().contains(&format!(
-            "{:#x}",
-            libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC
-        )));
+        // One recursive mount_setattr makes the whole tree read-only and nosuid.
+        assert_eq!(calls.len(), 3, "{calls:?}");
+        assert_eq!(calls[2], "setattr /sys/fs/cgroup +0x3 -0x0");
     }
 }

@@ -153,6 +153,7 @@ fn main() {
         }
     }
     let cli = Cli::parse_from(normalize_interval(std::env::args_os()));
+    berth_runtime::timing::mark("args parsed");
     let log = Log {
         path: cli.global.log.clone(),
         json: cli.global.log_format.as_deref() == Some("json"),

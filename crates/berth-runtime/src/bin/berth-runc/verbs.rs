@@ -150,15 +150,16 @@ fn wait_with_terminal(pid: i32, master: Option<std::os::fd::OwnedFd>) -> i32 {
     code
 }
 
-fn bundle_wants_terminal(bundle: &Path) -> bool {
-    berth_runtime::spec::load_spec(&bundle.join("config.json"))
-        .ok()
-        .and_then(|s| s.process().as_ref().and_then(|p| p.terminal()))
-        .unwrap_or(false)
-}
-
 fn run(ctx: &Ctx, r: liboci_cli::Run) -> Result<i32> {
-    let listener = if r.console_socket.is_none() && bundle_wants_terminal(&r.bundle) {
+    Container::dir_of(&ctx.root, &r.container_id)?;
+    let bundle = berth_runtime::spec::load_bundle(&r.bundle)?;
+    let wants_terminal = bundle
+        .spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.terminal())
+        .unwrap_or(false);
+    let listener = if r.console_socket.is_none() && wants_terminal {
         if r.detach {
             bail!("a terminal with --detach needs --console-socket");
         }
@@ -181,7 +182,7 @@ fn run(ctx: &Ctx, r: liboci_cli::Run) -> Result<i32> {
         start_now: listener.is_none(),
     };
     let start_now = opts.start_now;
-    let mut c = Container::create(&ctx.root, &opts)?;
+    let mut c = Container::create_from(&ctx.root, &opts, bundle)?;
     let master = match listener.as_ref().map(|l| l.receive_master()).transpose() {
         Ok(m) => m,
         Err(e) => {
@@ -201,7 +202,9 @@ fn run(ctx: &Ctx, r: liboci_cli::Run) -> Result<i32> {
     let code = wait_with_terminal(c.state.pid, master);
     berth_runtime::timing::mark("exited");
     if !r.keep {
-        if let Ok(c) = Container::load(&ctx.root, &r.container_id) {
+        // The record we created is still ours (its cgroup and hooks cannot change under us);
+        // if someone deleted the container meanwhile, there is nothing left to do.
+        if c.dir.join("state.json").exists() {
             c.delete(true)?;
         }
     }
