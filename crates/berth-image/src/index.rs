@@ -79,6 +79,14 @@ const MIGRATIONS: &[&str] = &[
     ) STRICT;
     CREATE INDEX image_users_image ON image_users(image_id);
     "#,
+    // 2: images a store check found broken (a blob or layer directory they need is missing).
+    r#"
+    CREATE TABLE image_broken (
+        image_id TEXT PRIMARY KEY REFERENCES images(id) ON DELETE CASCADE,
+        reason   TEXT NOT NULL,
+        found_at INTEGER NOT NULL              -- unix seconds
+    ) STRICT;
+    "#,
 ];
 
 /// An image as the index records it.
@@ -553,6 +561,98 @@ impl ImageIndex {
             untagged,
             unused_layers: unused,
         })
+    }
+}
+
+// Queries for garbage collection, store checks and disk usage (used by `gc.rs`).
+impl ImageIndex {
+    /// Every recorded layer, sorted by chain id.
+    pub fn all_layers(&self) -> Result<Vec<LayerRecord>, IndexError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT chain_id, diff_id, parent, size FROM layers ORDER BY chain_id")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, Option<String>>(2)?,
+                r.get::<_, i64>(3)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (c, d, p, s) = row?;
+            out.push(LayerRecord {
+                chain_id: digest_col("layers.chain_id", c)?,
+                diff_id: digest_col("layers.diff_id", d)?,
+                parent: p.map(|p| digest_col("layers.parent", p)).transpose()?,
+                size: s.max(0) as u64,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Layers recorded with `chain_id` as their parent, sorted.
+    pub fn layer_children(&self, chain_id: &Digest) -> Result<Vec<Digest>, IndexError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT chain_id FROM layers WHERE parent = ?1 ORDER BY chain_id")?;
+        let rows = stmt.query_map([chain_id.to_string()], |r| r.get::<_, String>(0))?;
+        let mut out = Vec::new();
+        for r in rows {
+            out.push(digest_col("layers.chain_id", r?)?);
+        }
+        Ok(out)
+    }
+
+    /// Every (user, image) pair, sorted by user.
+    pub fn all_users(&self) -> Result<Vec<(String, Digest)>, IndexError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT user, image_id FROM image_users ORDER BY user, image_id")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        let mut out = Vec::new();
+        for r in rows {
+            let (u, i) = r?;
+            out.push((u, digest_col("image_users.image_id", i)?));
+        }
+        Ok(out)
+    }
+
+    /// Records that an image is broken and why (replacing an earlier reason).
+    pub fn mark_broken(&mut self, image: &Digest, reason: &str) -> Result<(), IndexError> {
+        if load_image(&self.conn, &image.to_string())?.is_none() {
+            return Err(IndexError::NotFound(image.to_string()));
+        }
+        self.conn.execute(
+            "INSERT INTO image_broken (image_id, reason, found_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT(image_id) DO UPDATE SET reason = excluded.reason",
+            params![image.to_string(), reason, now()],
+        )?;
+        Ok(())
+    }
+
+    /// Forgets that an image was broken; `Ok(false)` when it was not marked.
+    pub fn clear_broken(&mut self, image: &Digest) -> Result<bool, IndexError> {
+        let n = self.conn.execute(
+            "DELETE FROM image_broken WHERE image_id = ?1",
+            [image.to_string()],
+        )?;
+        Ok(n > 0)
+    }
+
+    /// Images marked broken, with the reason, sorted by id.
+    pub fn broken_images(&self) -> Result<Vec<(Digest, String)>, IndexError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT image_id, reason FROM image_broken ORDER BY image_id")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        let mut out = Vec::new();
+        for r in rows {
+            let (i, why) = r?;
+            out.push((digest_col("image_broken.image_id", i)?, why));
+        }
+        Ok(out)
     }
 }
 
