@@ -6,6 +6,7 @@
 
 pub mod content;
 pub mod diff;
+pub mod gc;
 pub mod image;
 pub mod index;
 pub mod layer;
