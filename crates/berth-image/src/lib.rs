@@ -11,6 +11,7 @@ pub mod gc;
 pub mod image;
 pub mod index;
 pub mod layer;
+pub mod registry;
 pub mod snapshot;
 
 pub use content::{BlobInfo, ContentError, ContentStore};
