@@ -4,6 +4,7 @@
 //! It imports only `berth-types`, never the runtime, network or build crates: what crosses to the
 //! engine is data (paths of layer directories, a rootfs path), not calls.
 
+pub mod archive;
 pub mod check;
 pub mod content;
 pub mod diff;
