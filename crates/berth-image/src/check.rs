@@ -168,13 +168,10 @@ impl ImageOps {
                 if !path.is_file() {
                     continue;
                 }
-                match hash_file(&path)? {
-                    Some(actual) if actual != d => {
-                        if self.content().delete(&d)? {
-                            report.corrupt_blobs.push(d);
-                        }
+                if let Some(actual) = hash_file(&path)? {
+                    if actual != d && self.content().delete(&d)? {
+                        report.corrupt_blobs.push(d);
                     }
-                    _ => {}
                 }
             }
         }

@@ -752,7 +752,7 @@ impl ImageOps {
                     .iter()
                     .find(|(u, _)| *u == user)
                     .map(|(_, i)| i.clone()),
-                running: running.iter().any(|r| *r == name),
+                running: running.contains(&name),
                 size: disk_usage(&path.join("upper"), &mut seen),
                 id: name,
             });
@@ -971,14 +971,9 @@ pub struct DfRow {
 impl DfRow {
     /// The RECLAIMABLE column as Docker prints it: `11.63MB (70%)`.
     pub fn reclaimable_column(&self) -> String {
-        if self.size > 0 {
-            format!(
-                "{} ({}%)",
-                human_size(self.reclaimable),
-                self.reclaimable.saturating_mul(100) / self.size
-            )
-        } else {
-            human_size(self.reclaimable)
+        match self.reclaimable.saturating_mul(100).checked_div(self.size) {
+            Some(pct) => format!("{} ({pct}%)", human_size(self.reclaimable)),
+            None => human_size(self.reclaimable),
         }
     }
 }
@@ -1167,7 +1162,7 @@ pub(crate) fn is_young(path: &Path, deep: bool, grace: Duration, now: SystemTime
     }
     if deep && m.is_dir() {
         for ent in walkdir::WalkDir::new(path).follow_links(false).min_depth(1) {
-            match ent.and_then(|e| e.metadata().map_err(Into::into)) {
+            match ent.and_then(|e| e.metadata()) {
                 Ok(m) if recent(&m) => return true,
                 Ok(_) => {}
                 // Vanishing while we look: someone is working in there.

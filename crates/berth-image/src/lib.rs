@@ -5,6 +5,7 @@
 //! engine is data (paths of layer directories, a rootfs path), not calls.
 
 pub mod archive;
+pub mod changes;
 pub mod check;
 pub mod content;
 pub mod diff;

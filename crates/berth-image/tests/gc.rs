@@ -608,3 +608,80 @@ fn history_newest_first_with_layer_sizes() {
     assert_eq!(base_size, 8 + 5000);
     assert_eq!(hist[3].created_unix, Some(1_704_067_200));
 }
+
+/// Unmounts a snapshot even when the test fails.
+struct Unmount(berth_image::Snapshotter, berth_types::ContainerId);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = self.0.unmount(&self.1, true);
+    }
+}
+
+#[test]
+fn docker_diff_of_a_real_overlay() {
+    if skip_unless_root("docker_diff_of_a_real_overlay") {
+        return;
+    }
+    let r = root();
+    let mut base = TarBuilder::new();
+    base.dir("etc/")
+        .file("etc/passwd", b"root:x:0:0::/root:/bin/sh\n")
+        .file("etc/motd", b"hello\n")
+        .dir("usr/")
+        .dir("usr/share/")
+        .dir("usr/share/doc/")
+        .file("usr/share/doc/README", b"docs")
+        .file("usr/share/keep", b"k")
+        .dir("var/")
+        .dir("var/lib/")
+        .file("var/lib/a", b"a")
+        .file("var/lib/b", b"b");
+    let mut top = TarBuilder::new();
+    top.dir("etc/").file("etc/motd", b"hello from the top\n");
+    let img = image(&r, &[base.finish(), top.finish()], vec![], &["diffme"]);
+    let snaps = berth_image::Snapshotter::open(&r.path).unwrap();
+    let id = berth_types::ContainerId::new("c1").unwrap();
+    let _guard = Unmount(snaps.clone(), id.clone());
+    let lowers = r.store.lower_dirs(&img);
+    let (p, _) = snaps.prepare(&id, &lowers).unwrap();
+    let m = |s: &str| p.rootfs.join(s);
+
+    fs::write(
+        m("etc/passwd"),
+        b"root:x:0:0::/root:/bin/sh\nu:x:1:1::/:/bin/sh\n",
+    )
+    .unwrap();
+    fs::remove_file(m("etc/motd")).unwrap();
+    fs::write(m("etc/new"), b"new").unwrap();
+    fs::remove_dir_all(m("usr/share/doc")).unwrap();
+    fs::remove_dir_all(m("var/lib")).unwrap();
+    fs::create_dir(m("var/lib")).unwrap();
+    fs::write(m("var/lib/c"), b"c").unwrap();
+    fs::create_dir_all(m("home/user")).unwrap();
+    fs::write(m("home/user/f"), b"f").unwrap();
+    snaps.unmount(&id, false).unwrap();
+
+    let got: Vec<String> = berth_image::changes::changes(&p.upper, &lowers)
+        .unwrap()
+        .iter()
+        .map(|c| c.to_string())
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            "C /etc",
+            "D /etc/motd",
+            "A /etc/new",
+            "C /etc/passwd",
+            "A /home",
+            "A /home/user",
+            "A /home/user/f",
+            "C /usr/share",
+            "D /usr/share/doc",
+            "C /var",
+            "C /var/lib",
+            "A /var/lib/c",
+        ]
+    );
+}
