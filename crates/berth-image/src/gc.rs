@@ -1152,7 +1152,7 @@ pub(crate) fn is_young(path: &Path, deep: bool, grace: Duration, now: SystemTime
     if grace.is_zero() {
         return false;
     }
-    let limit = unix(now) - grace.as_secs() as i64;
+    let limit = unix(now).saturating_sub(i64::try_from(grace.as_secs()).unwrap_or(i64::MAX));
     let recent = |m: &fs::Metadata| m.mtime().max(m.ctime()) > limit;
     let Ok(m) = fs::symlink_metadata(path) else {
         return false;

@@ -685,3 +685,81 @@ fn docker_diff_of_a_real_overlay() {
         ]
     );
 }
+
+#[test]
+fn gc_leaves_an_ingest_in_progress_alone() {
+    use std::io::Read;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    /// Hands out one chunk per message, so the test decides when the ingest moves on.
+    struct Stepped(mpsc::Receiver<Vec<u8>>);
+    impl Read for Stepped {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            match self.0.recv() {
+                Ok(chunk) => {
+                    let n = chunk.len().min(buf.len());
+                    buf[..n].copy_from_slice(&chunk[..n]);
+                    Ok(n)
+                }
+                Err(_) => Ok(0),
+            }
+        }
+    }
+
+    let r = root();
+    let (tx, rx) = mpsc::channel();
+    let content = r.ops.content().clone();
+    let ingest = std::thread::spawn(move || content.ingest(Stepped(rx), None, None));
+    tx.send(vec![1u8; 1000]).unwrap();
+    // Wait until the partial blob is in tmp/.
+    for _ in 0..500 {
+        if !dir_names(&r.path.join("tmp")).is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(dir_names(&r.path.join("tmp")).len(), 1);
+    {
+        let mut ix = r.store.index().unwrap();
+        let g = r.ops.gc(&mut ix, &GcOptions::default()).unwrap();
+        assert!(g.removed_nothing(), "{g:?}");
+        assert_eq!(g.kept_young.len(), 1);
+    }
+    tx.send(vec![2u8; 1000]).unwrap();
+    drop(tx);
+    let info = ingest.join().unwrap().unwrap();
+    assert_eq!(info.size, 2000);
+    assert!(r.ops.content().exists(&info.digest));
+    // Once stored and still named by nothing, it is garbage for an exclusive run.
+    let mut ix = r.store.index().unwrap();
+    let g = r.ops.gc(&mut ix, &GcOptions::exclusive()).unwrap();
+    assert_eq!(g.blobs_removed, vec![info.digest]);
+}
+
+#[test]
+fn broken_marks_go_with_their_image() {
+    let r = root();
+    let (a, b) = two_images(&r);
+    let mut ix = r.store.index().unwrap();
+    assert!(ix.schema_version().unwrap() >= 2);
+    ix.mark_broken(a.id(), "config blob missing").unwrap();
+    ix.mark_broken(a.id(), "layer missing").unwrap();
+    assert_eq!(
+        ix.broken_images().unwrap(),
+        vec![(a.id().clone(), "layer missing".to_string())]
+    );
+    let base = a.record.layers[0].clone();
+    let mut children = ix.layer_children(&base).unwrap();
+    children.sort();
+    let mut want = vec![a.record.layers[1].clone(), b.record.layers[1].clone()];
+    want.sort();
+    assert_eq!(children, want);
+    assert_eq!(ix.all_layers().unwrap().len(), 3);
+    r.ops.rmi(&mut ix, "one", false).unwrap();
+    assert!(ix.broken_images().unwrap().is_empty());
+    assert!(matches!(
+        ix.mark_broken(a.id(), "x"),
+        Err(IndexError::NotFound(_))
+    ));
+}
