@@ -87,7 +87,7 @@ pub struct ManifestIndex {
 /// A parsed manifest and its effective media type.
 #[derive(Debug, Clone)]
 pub(crate) enum Parsed {
-    Image(ImageManifest, String),
+    Image(Box<ImageManifest>, String),
     Index(ManifestIndex),
 }
 
@@ -207,7 +207,7 @@ pub(crate) fn parse_manifest(
             media_type: l.media_type.clone(),
         });
     }
-    Ok(Parsed::Image(m, media))
+    Ok(Parsed::Image(Box::new(m), media))
 }
 
 /// The linux/amd64 entry of a manifest list (variant ignored).

@@ -201,7 +201,7 @@ pub(crate) async fn pull(
                 parsed: top.parsed.clone(),
                 digest: top.digest.clone(),
             },
-            m.clone(),
+            (**m).clone(),
         ),
         Parsed::Index(idx) => {
             let d = select_platform(idx, &display)?.digest.clone();
@@ -212,7 +212,7 @@ pub(crate) async fn pull(
                     problem: "a manifest list entry is itself a list".into(),
                 });
             };
-            let m = m.clone();
+            let m = (**m).clone();
             (child, m)
         }
     };
@@ -465,13 +465,15 @@ impl LayerJob {
                 StatusCode::PARTIAL_CONTENT if offset > 0 => {
                     match content_range_start(resp.headers().get(CONTENT_RANGE)) {
                         Some(start) if start <= offset => offset - start,
-                        _ => return Err(RegistryError::Status {
-                            what,
-                            status: 206,
-                            detail: format!(
+                        _ => {
+                            return Err(RegistryError::Status {
+                                what,
+                                status: 206,
+                                detail: format!(
                                 ": a Content-Range that does not start at or before byte {offset}"
                             ),
-                        }),
+                            })
+                        }
                     }
                 }
                 // The registry ignored the range: drop what we already have.
