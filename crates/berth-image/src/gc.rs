@@ -22,6 +22,12 @@
 //! needs no cooperation from other processes). `berth system check` at daemon start, when nothing
 //! ingests, passes a zero grace.
 //!
+//! Known gap: an ingest that finds its blob or layer already stored reuses it without touching
+//! it, so if that file was old garbage, a sweep (or an `rmi` freeing it) at that very moment can
+//! remove it before the new image is recorded; `check` then reports that image broken (and
+//! unpacks a missing layer again when its blob is there). Leases in the index, taken by pullers
+//! before they look, would close this.
+//!
 //! This module must never delete a file that an index row names, and never delete a file before
 //! the index row that named it is gone.
 
@@ -1079,7 +1085,7 @@ fn format_g4(v: f64) -> String {
             s.pop();
         }
     }
-    // Rounding may reach 1000 (999.95 → "1000"); Go prints "1000" too with %.4g → "1000".
+    // 999.95 rounds to "1000", as Go's %.4g prints it too.
     s
 }
 
