@@ -135,6 +135,8 @@ impl Image {
 }
 
 /// One layer of an image being created.
+// A handful per image, moved once: the size difference does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum NewLayer<'a> {
     /// A layer blob already in the content store, with its diff id.
     Stored {
@@ -442,6 +444,30 @@ impl ImageStore {
         opts: &CommitOptions,
     ) -> Result<Image, ImageError> {
         let parent = self.get(parent)?;
+        // Changes are checked before anything is written.
+        let mut config = parent.config.clone();
+        let mut cc = opts
+            .container_config
+            .clone()
+            .or_else(|| config.config.clone())
+            .unwrap_or_default();
+        apply_changes(&mut cc, &opts.changes)?;
+        config.config = Some(cc);
+        let now = config::now_rfc3339();
+        config.created = Some(now.clone());
+        config.author = opts.author.clone().filter(|a| !a.is_empty());
+        config.history.push(History {
+            created: Some(now),
+            created_by: opts.created_by.clone(),
+            author: config.author.clone(),
+            comment: opts.message.clone().filter(|m| !m.is_empty()),
+            empty_layer: false,
+        });
+        if let Some(m) = opts.message.as_ref().filter(|m| !m.is_empty()) {
+            config
+                .extra
+                .insert("comment".to_string(), serde_json::Value::String(m.clone()));
+        }
         let mut tmp = tempfile::Builder::new()
             .prefix("commit-")
             .tempfile_in(&self.tmp)
@@ -478,29 +504,6 @@ impl ImageStore {
             diff_id: info.digest,
         });
 
-        let mut config = parent.config.clone();
-        let mut cc = opts
-            .container_config
-            .clone()
-            .or_else(|| config.config.clone())
-            .unwrap_or_default();
-        apply_changes(&mut cc, &opts.changes)?;
-        config.config = Some(cc);
-        let now = config::now_rfc3339();
-        config.created = Some(now.clone());
-        config.author = opts.author.clone().filter(|a| !a.is_empty());
-        config.history.push(History {
-            created: Some(now),
-            created_by: opts.created_by.clone(),
-            author: config.author.clone(),
-            comment: opts.message.clone().filter(|m| !m.is_empty()),
-            empty_layer: false,
-        });
-        if let Some(m) = opts.message.as_ref().filter(|m| !m.is_empty()) {
-            config
-                .extra
-                .insert("comment".to_string(), serde_json::Value::String(m.clone()));
-        }
         self.create_image(
             layers,
             config,
@@ -645,10 +648,7 @@ mod tests {
         assert_eq!(img.config.rootfs.diff_ids[0], sha256_digest(&a));
         let again = store.get("example/two:1").unwrap();
         assert_eq!(again.id(), img.id());
-        assert_eq!(
-            store.get(&img.id().short().to_string()).unwrap().id(),
-            img.id()
-        );
+        assert_eq!(store.get(img.id().short()).unwrap().id(), img.id());
         let dirs = store.lower_dirs(&img);
         assert!(dirs[0].join("b").is_file() && dirs[1].join("a").is_file());
         // Same layers and config again: the same image.
