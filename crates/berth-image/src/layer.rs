@@ -382,7 +382,14 @@ impl Applier<'_> {
                 )
                 .map_err(errno_err(&display, "create file"))?;
                 let mut f = File::from(fd);
-                let n = io::copy(entry, &mut f).map_err(LayerError::Read)?;
+                // Large writes: io::copy alone writes 8 KiB at a time.
+                let cap = usize::try_from(entry.size())
+                    .unwrap_or(usize::MAX)
+                    .clamp(8 * 1024, 1024 * 1024);
+                let mut w = io::BufWriter::with_capacity(cap, &mut f);
+                let n = io::copy(entry, &mut w).map_err(LayerError::Read)?;
+                io::Write::flush(&mut w).map_err(LayerError::Read)?;
+                drop(w);
                 self.size += n;
                 self.own_and_mode(f.as_fd(), &info)?;
                 for (k, v) in &info.xattrs {
