@@ -65,4 +65,11 @@ if [[ ${SETUP_SKIP_BUILD:-0} != 1 ]]; then
     (cd "$repo" && RUSTFLAGS="-C target-feature=+crt-static" cargo build --quiet --release \
         --target x86_64-unknown-linux-gnu -p berth-runtime --bin berth-runc) \
         || die "cargo build of the static berth-runc failed"
+    # berth-shim as shipped: static and not position-independent, so no relocated pages are
+    # private to each shim: ~250 KiB PSS per idle container instead of ~620 KiB. Its own target
+    # dir, since different RUSTFLAGS would rebuild the other build's dependencies each time.
+    (cd "$repo" && RUSTFLAGS="-C target-feature=+crt-static -C relocation-model=static" \
+        cargo build --quiet --release --target x86_64-unknown-linux-gnu --target-dir target/shim \
+        -p berth-runtime --bin berth-shim) \
+        || die "cargo build of the static berth-shim failed"
 fi

@@ -7,12 +7,14 @@
 //! (`init`) must not spawn threads or use tracing; it runs in a single-threaded child.
 
 pub mod cgroups;
+pub mod console;
 pub mod container;
 pub mod error;
 pub mod hooks;
 pub mod init;
 pub mod plan;
 pub mod seccomp;
+pub mod shim;
 pub mod spec;
 pub mod sys;
 pub mod timing;

@@ -2,70 +2,9 @@
 //! on a private console socket itself, receives the container's pty master, and copies between it
 //! and its own stdio until the container side closes (as runc does).
 
-use std::io::IoSliceMut;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::unix::net::UnixListener;
-use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
-
-/// A listening console socket in a private directory.
-pub struct ConsoleListener {
-    pub path: PathBuf,
-    listener: UnixListener,
-    _dir: TempDir,
-}
-
-struct TempDir(PathBuf);
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-impl ConsoleListener {
-    pub fn new(root: &Path) -> Result<Self> {
-        std::fs::create_dir_all(root).with_context(|| format!("create {}", root.display()))?;
-        let dir = root.join(format!(".console-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
-        let dir = TempDir(dir);
-        let path = dir.0.join("sock");
-        let listener =
-            UnixListener::bind(&path).with_context(|| format!("listen on {}", path.display()))?;
-        Ok(Self {
-            path,
-            listener,
-            _dir: dir,
-        })
-    }
-
-    /// Accepts the container's connection and receives the pty master.
-    pub fn receive_master(&self) -> Result<OwnedFd> {
-        use rustix::net::{recvmsg, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
-        let (conn, _) = self
-            .listener
-            .accept()
-            .context("accept on the console socket")?;
-        let mut space = [std::mem::MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
-        let mut anc = RecvAncillaryBuffer::new(&mut space);
-        let mut buf = [0u8; 4096];
-        recvmsg(
-            &conn,
-            &mut [IoSliceMut::new(&mut buf)],
-            &mut anc,
-            RecvFlags::empty(),
-        )
-        .context("receive the terminal")?;
-        for msg in anc.drain() {
-            if let RecvAncillaryMessage::ScmRights(mut fds) = msg {
-                if let Some(fd) = fds.next() {
-                    return Ok(fd);
-                }
-            }
-        }
-        bail!("the container sent no terminal over the console socket")
-    }
-}
+pub use berth_runtime::console::ConsoleListener;
 
 /// Puts our stdin terminal (if it is one) in raw mode until dropped.
 struct RawMode(Option<rustix::termios::Termios>);

@@ -187,7 +187,7 @@ fn run(ctx: &Ctx, r: liboci_cli::Run) -> Result<i32> {
         Ok(m) => m,
         Err(e) => {
             let _ = c.clone().delete(true);
-            return Err(e);
+            return Err(e.into());
         }
     };
     if !start_now {
