@@ -29,8 +29,17 @@ done
 if [[ ${#missing[@]} -gt 0 ]]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq >/dev/null
+    # No package may start a system service (docker.io would start a host-wide dockerd):
+    # the tests start private instances. Debian's policy-rc.d convention says "no".
+    made_policy=0
+    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+        chmod 755 /usr/sbin/policy-rc.d
+        made_policy=1
+    fi
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
         || die "apt-get install ${missing[*]} failed"
+    [[ $made_policy == 1 ]] && rm -f /usr/sbin/policy-rc.d
 fi
 
 # --- 2. hugetlb on a v1 hierarchy ---------------------------------------------
