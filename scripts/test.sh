@@ -25,9 +25,10 @@ export BERTH_MKBUNDLE=$here/mkbundle.sh
 cd "$repo"
 # The end-to-end tests drive the release berth-runc: build it first, so that a filtered run
 # (`-p berth-e2e`) never tests a stale binary.
-if [[ -z ${BERTH_RUNC:-} ]]; then
-    cargo build --release -q -p berth-runtime --bin berth-runc
-    export BERTH_RUNC=$repo/target/release/berth-runc
+if [[ -z ${BERTH_RUNC:-} || -z ${BERTH_SHIM:-} ]]; then
+    cargo build --release -q -p berth-runtime --bins
+    export BERTH_RUNC=${BERTH_RUNC:-$repo/target/release/berth-runc}
+    export BERTH_SHIM=${BERTH_SHIM:-$repo/target/release/berth-shim}
 fi
 if cargo nextest --version >/dev/null 2>&1; then
     exec cargo nextest run --workspace --release --no-fail-fast --no-tests=warn "$@"
