@@ -183,20 +183,8 @@ impl ContentStore {
                 });
             }
         }
-        let label = || {
-            expected
-                .map(|d| d.to_string())
-                .unwrap_or_else(|| "<unknown digest>".into())
-        };
-
-        // The temp file is removed when dropped unless persisted.
-        let mut tmp = tempfile::Builder::new()
-            .prefix("ingest-")
-            .tempfile_in(&self.tmp)
-            .map_err(io_err("create temp file in", &self.tmp))?;
-        let mut hasher = Sha256::new();
+        let mut w = self.writer(expected, expected_size)?;
         let mut buf = vec![0u8; 256 * 1024];
-        let mut total: u64 = 0;
         loop {
             let n = match r.read(&mut buf) {
                 Ok(0) => break,
@@ -204,59 +192,46 @@ impl ContentStore {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(ContentError::Read(e)),
             };
-            let chunk = buf.get(..n).unwrap_or(&[]);
-            total += n as u64;
-            if let Some(size) = expected_size {
-                if total > size {
-                    return Err(ContentError::TooLong {
-                        digest: label(),
-                        expected: size,
-                    });
-                }
-            }
-            hasher.update(chunk);
-            tmp.as_file_mut()
-                .write_all(chunk)
-                .map_err(io_err("write", tmp.path()))?;
+            w.write(buf.get(..n).unwrap_or(&[]))?;
         }
-        if let Some(size) = expected_size {
-            if total < size {
-                return Err(ContentError::ShortRead {
-                    digest: label(),
-                    expected: size,
-                    actual: total,
-                });
-            }
-        }
-        let out: [u8; 32] = hasher.finalize().into();
-        let actual = Digest::sha256_from_bytes(&out);
+        w.finish()?.commit()
+    }
+
+    /// A writer for one new blob, for callers that hold the data in chunks already (the registry
+    /// client writes network buffers as they arrive, without copying them through a reader).
+    /// Nothing is visible until [`BlobWriter::finish`] verified it and [`StagedBlob::commit`]
+    /// renamed it in; dropped before that, the temp file is removed. Unlike [`Self::ingest`] it
+    /// does not look for an already stored blob first.
+    pub fn writer(
+        &self,
+        expected: Option<&Digest>,
+        expected_size: Option<u64>,
+    ) -> Result<BlobWriter, ContentError> {
         if let Some(d) = expected {
-            if *d != actual {
-                return Err(ContentError::DigestMismatch {
-                    expected: d.clone(),
-                    actual,
-                });
-            }
+            // Refuse an unsupported algorithm before writing anything.
+            self.path(d)?;
         }
-        tmp.as_file()
-            .sync_all()
-            .map_err(io_err("fsync", tmp.path()))?;
-        let dest = self.path(&actual)?;
-        match tmp.persist_noclobber(&dest) {
-            Ok(_) => {
-                // Make the rename durable.
-                if let Ok(dir) = File::open(&self.blobs) {
-                    let _ = dir.sync_all();
-                }
-            }
-            // Someone stored the same verified content first: keep theirs, drop ours.
-            Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => drop(e.file),
-            Err(e) => return Err(io_err("rename into", &dest)(e.error)),
-        }
-        Ok(BlobInfo {
-            digest: actual,
-            size: total,
+        // The temp file is removed when dropped unless persisted.
+        let tmp = tempfile::Builder::new()
+            .prefix("ingest-")
+            .tempfile_in(&self.tmp)
+            .map_err(io_err("create temp file in", &self.tmp))?;
+        Ok(BlobWriter {
+            store: self.clone(),
+            tmp,
+            hasher: Sha256::new(),
+            total: 0,
+            written_back: 0,
+            expected: expected.cloned(),
+            expected_size,
         })
+    }
+
+    /// fsyncs the blob directory: makes the renames of [`StagedBlob::commit_after_sync`] durable.
+    pub fn sync_blob_dir(&self) -> Result<(), ContentError> {
+        File::open(&self.blobs)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err("fsync", &self.blobs))
     }
 
     /// Stores a byte slice (manifests, configs): shorthand for [`Self::ingest`].
@@ -266,6 +241,163 @@ impl ContentStore {
         expected: Option<&Digest>,
     ) -> Result<BlobInfo, ContentError> {
         self.ingest(data, expected, Some(data.len() as u64))
+    }
+}
+
+/// Start writing back a blob's data to disk every this many bytes, so that the fsync at the end
+/// finds most of it already written instead of waiting for all of it.
+const WRITEBACK_EVERY: u64 = 4 << 20;
+
+/// Asks the kernel to start writing `len` bytes at `offset` of `f` to disk, without waiting and
+/// without any durability promise (the fsync or syncfs before a rename gives that): disk writes
+/// then overlap with the hashing and unpacking still to do. Best effort.
+pub(crate) fn start_writeback(f: &File, offset: u64, len: u64) {
+    use std::os::fd::AsRawFd;
+    let (Ok(off), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+        return;
+    };
+    // SAFETY: sync_file_range only reads its integer arguments; the fd is open for the call.
+    unsafe {
+        libc::sync_file_range(f.as_raw_fd(), off, len, libc::SYNC_FILE_RANGE_WRITE);
+    }
+}
+
+/// A blob being written: hashed and size-checked as it is written. See [`ContentStore::writer`].
+pub struct BlobWriter {
+    store: ContentStore,
+    tmp: tempfile::NamedTempFile,
+    hasher: Sha256,
+    total: u64,
+    written_back: u64,
+    expected: Option<Digest>,
+    expected_size: Option<u64>,
+}
+
+impl BlobWriter {
+    fn label(&self) -> String {
+        self.expected
+            .as_ref()
+            .map(|d| d.to_string())
+            .unwrap_or_else(|| "<unknown digest>".into())
+    }
+
+    /// Appends a chunk of the blob.
+    pub fn write(&mut self, chunk: &[u8]) -> Result<(), ContentError> {
+        self.total += chunk.len() as u64;
+        if let Some(size) = self.expected_size {
+            if self.total > size {
+                return Err(ContentError::TooLong {
+                    digest: self.label(),
+                    expected: size,
+                });
+            }
+        }
+        self.hasher.update(chunk);
+        self.tmp
+            .as_file_mut()
+            .write_all(chunk)
+            .map_err(io_err("write", self.tmp.path()))?;
+        if self.total - self.written_back >= WRITEBACK_EVERY {
+            start_writeback(
+                self.tmp.as_file(),
+                self.written_back,
+                self.total - self.written_back,
+            );
+            self.written_back = self.total;
+        }
+        Ok(())
+    }
+
+    /// Checks size and digest: the blob is complete and verified, but not yet durable nor
+    /// visible.
+    pub fn finish(mut self) -> Result<StagedBlob, ContentError> {
+        if let Some(size) = self.expected_size {
+            if self.total < size {
+                return Err(ContentError::ShortRead {
+                    digest: self.label(),
+                    expected: size,
+                    actual: self.total,
+                });
+            }
+        }
+        let out: [u8; 32] = std::mem::take(&mut self.hasher).finalize().into();
+        let actual = Digest::sha256_from_bytes(&out);
+        if let Some(d) = &self.expected {
+            if *d != actual {
+                return Err(ContentError::DigestMismatch {
+                    expected: d.clone(),
+                    actual,
+                });
+            }
+        }
+        if self.total > self.written_back {
+            start_writeback(
+                self.tmp.as_file(),
+                self.written_back,
+                self.total - self.written_back,
+            );
+        }
+        Ok(StagedBlob {
+            store: self.store,
+            tmp: self.tmp,
+            info: BlobInfo {
+                digest: actual,
+                size: self.total,
+            },
+        })
+    }
+}
+
+/// A complete, verified blob in the store's temp directory, not yet visible. Dropped without a
+/// commit, it is removed.
+pub struct StagedBlob {
+    store: ContentStore,
+    tmp: tempfile::NamedTempFile,
+    info: BlobInfo,
+}
+
+impl StagedBlob {
+    /// Digest and size of the blob.
+    pub fn info(&self) -> &BlobInfo {
+        &self.info
+    }
+
+    /// Makes the blob durable (fsync), renames it into `blobs/` and fsyncs that directory.
+    pub fn commit(self) -> Result<BlobInfo, ContentError> {
+        self.tmp
+            .as_file()
+            .sync_all()
+            .map_err(io_err("fsync", self.tmp.path()))?;
+        let store = self.store.clone();
+        let (info, renamed) = self.rename_in()?;
+        if renamed {
+            // Make the rename durable.
+            let _ = store.sync_blob_dir();
+        }
+        Ok(info)
+    }
+
+    /// Renames the blob into `blobs/` without an fsync of its own, for a caller that stages
+    /// many blobs and makes all of them durable at once: only after an `fsync` of this file or a
+    /// `syncfs` of the store's filesystem that began after [`BlobWriter::finish`] returned, and
+    /// followed by [`ContentStore::sync_blob_dir`]. (Renaming an unsynced file in could leave a
+    /// visible blob with missing data after a crash.)
+    pub fn commit_after_sync(self) -> Result<BlobInfo, ContentError> {
+        self.rename_in().map(|(info, _)| info)
+    }
+
+    /// Renames into place without replacing; `true` when this call stored the blob.
+    fn rename_in(self) -> Result<(BlobInfo, bool), ContentError> {
+        let dest = self.store.path(&self.info.digest)?;
+        match self.tmp.persist_noclobber(&dest) {
+            Ok(_) => Ok((self.info, true)),
+            // Someone stored the same verified content first: keep theirs, drop ours.
+            Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => {
+                drop(e.file);
+                Ok((self.info, false))
+            }
+            Err(e) => Err(io_err("rename into", &dest)(e.error)),
+        }
     }
 }
 

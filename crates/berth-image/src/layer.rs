@@ -215,6 +215,9 @@ struct DirMeta {
     mtime: u64,
 }
 
+/// Files at least this large have their writeback started as soon as they are written.
+const WRITEBACK_MIN: u64 = 256 * 1024;
+
 /// The state of one apply: the layer root and what is left for the end.
 struct Applier<'o> {
     root: Root,
@@ -390,6 +393,11 @@ impl Applier<'_> {
                 let n = io::copy(entry, &mut w).map_err(LayerError::Read)?;
                 io::Write::flush(&mut w).map_err(LayerError::Read)?;
                 drop(w);
+                if n >= WRITEBACK_MIN {
+                    // Start the disk writes now, so that the sync before the layer is renamed
+                    // in waits for little; small files are left to that sync.
+                    crate::content::start_writeback(&f, 0, n);
+                }
                 self.size += n;
                 self.own_and_mode(f.as_fd(), &info)?;
                 for (k, v) in &info.xattrs {
@@ -857,10 +865,26 @@ impl LayerStore {
         r: R,
         opts: &ApplyOptions,
     ) -> Result<Layer, LayerError> {
+        self.apply_staged(parent, r, opts)?.commit()
+    }
+
+    /// [`Self::apply`] up to the rename: the layer is unpacked and verified in a temp directory
+    /// but neither durable nor visible until [`StagedLayer::commit`] (dropped before, it is
+    /// removed). A layer already stored comes back as a staged layer whose commit does nothing.
+    pub fn apply_staged<R: Read>(
+        &self,
+        parent: Option<&Digest>,
+        r: R,
+        opts: &ApplyOptions,
+    ) -> Result<StagedLayer, LayerError> {
         if let Some(diff_id) = &opts.expected_diff_id {
             let cid = chain_id(parent, diff_id);
             if self.exists(&cid) {
-                return self.get(&cid);
+                return Ok(StagedLayer {
+                    store: self.clone(),
+                    layer: self.get(&cid)?,
+                    tmp: None,
+                });
             }
         }
         let tmp = tempfile::Builder::new()
@@ -886,26 +910,18 @@ impl LayerStore {
             source: io::Error::other(e),
         })?;
         fs::write(&meta, json).map_err(io_err("write", &meta))?;
-        sync_tree(&diff)?;
-        let dest = self.layer_path(&cid);
-        match rustix::fs::renameat_with(
-            rustix::fs::CWD,
-            tmp.path(),
-            rustix::fs::CWD,
-            &dest,
-            rustix::fs::RenameFlags::NOREPLACE,
-        ) {
-            Ok(()) => {
-                let _kept = tmp.keep();
-                if let Ok(d) = File::open(&self.layers) {
-                    let _ = d.sync_all();
-                }
-                Ok(layer)
-            }
-            // Applied by someone else meanwhile: theirs is identical (same chain id); ours goes.
-            Err(Errno::EXIST) | Err(Errno::NOTEMPTY) => self.get(&cid),
-            Err(e) => Err(io_err("rename into", &dest)(e.into())),
-        }
+        Ok(StagedLayer {
+            store: self.clone(),
+            layer,
+            tmp: Some(tmp),
+        })
+    }
+
+    /// fsyncs `layers/`: makes the renames of [`StagedLayer::commit_after_sync`] durable.
+    pub fn sync_layer_dir(&self) -> Result<(), LayerError> {
+        File::open(&self.layers)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err("fsync", &self.layers))
     }
 
     /// Removes a stored layer; `Ok(false)` when it was not there. The caller checks no image uses
@@ -927,6 +943,68 @@ impl LayerStore {
         }
         fs::remove_dir_all(&trash).map_err(io_err("remove", &trash))?;
         Ok(true)
+    }
+}
+
+/// An unpacked, verified layer in the store's temp directory, not yet visible: see
+/// [`LayerStore::apply_staged`].
+pub struct StagedLayer {
+    store: LayerStore,
+    layer: Layer,
+    /// `None` when the layer was already stored.
+    tmp: Option<tempfile::TempDir>,
+}
+
+impl StagedLayer {
+    /// The layer's record.
+    pub fn layer(&self) -> &Layer {
+        &self.layer
+    }
+
+    /// Makes the layer durable (syncfs), renames it into `layers/` and fsyncs that directory.
+    pub fn commit(self) -> Result<Layer, LayerError> {
+        if let Some(tmp) = &self.tmp {
+            sync_tree(tmp.path())?;
+        }
+        let store = self.store.clone();
+        let (layer, renamed) = self.rename_in()?;
+        if renamed {
+            let _ = store.sync_layer_dir();
+        }
+        Ok(layer)
+    }
+
+    /// Renames the layer into `layers/` without syncing it, for a caller that stages many
+    /// layers and blobs and makes all of them durable with one `syncfs` of the store's
+    /// filesystem: only after such a syncfs that began after [`LayerStore::apply_staged`]
+    /// returned, and followed by [`LayerStore::sync_layer_dir`]. (Renaming an unsynced tree in
+    /// could leave a visible layer with missing files after a crash.)
+    pub fn commit_after_sync(self) -> Result<Layer, LayerError> {
+        self.rename_in().map(|(l, _)| l)
+    }
+
+    /// Renames into place without replacing; `true` when this call stored the layer.
+    fn rename_in(self) -> Result<(Layer, bool), LayerError> {
+        let Some(tmp) = self.tmp else {
+            return Ok((self.layer, false));
+        };
+        let cid = &self.layer.chain_id;
+        let dest = self.store.layer_path(cid);
+        match rustix::fs::renameat_with(
+            rustix::fs::CWD,
+            tmp.path(),
+            rustix::fs::CWD,
+            &dest,
+            rustix::fs::RenameFlags::NOREPLACE,
+        ) {
+            Ok(()) => {
+                let _kept = tmp.keep();
+                Ok((self.layer, true))
+            }
+            // Applied by someone else meanwhile: theirs is identical (same chain id); ours goes.
+            Err(Errno::EXIST) | Err(Errno::NOTEMPTY) => Ok((self.store.get(cid)?, false)),
+            Err(e) => Err(io_err("rename into", &dest)(e.into())),
+        }
     }
 }
 

@@ -1,15 +1,18 @@
 //! Pull: reference → manifest (through a manifest list if need be) → config → layers, each layer
 //! downloaded once and unpacked while it streams, then the image registered in the index.
 //!
-//! The tee: the network task sends each received chunk to a blocking thread that hashes it and
-//! writes it into the content store's temp file (`ContentStore::ingest`), and that thread hands
-//! the same chunk (a reference-counted `Bytes`, no copy) to a second blocking thread that
-//! decompresses and applies it (`LayerStore::apply`). Nothing becomes visible until verified: the
-//! blob by its digest, the layer by its diff id from the (verified) config; manifests and the
-//! config are stored only once every layer succeeded. A broken connection resumes with `Range`.
+//! The tee: the network task sends each received buffer to a blocking thread that hashes it and
+//! writes it, as it is, into a staged blob (`ContentStore::writer`), and that thread hands the
+//! same buffer (a reference-counted `Bytes`, no copy) to a second blocking thread that
+//! decompresses and applies it (`LayerStore::apply_staged`). A download gives its slot (of
+//! `max_concurrent`) back as soon as its last byte arrived. Nothing becomes visible until
+//! verified: the blob by its digest, the layer by its diff id from the (verified) config; once
+//! every layer job ended, one `syncfs` makes all staged blobs and layers durable before they are
+//! renamed in (see [`commit_all`]), and manifests and the config are stored only once every
+//! layer succeeded. A broken connection resumes with `Range`.
 
 use std::io::{self, Read};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use berth_types::{Digest, Reference};
@@ -25,9 +28,9 @@ use super::manifest::{
     ACCEPT_MANIFESTS, MANIFEST_LIMIT,
 };
 use super::{sources, Progress, ProgressFn, RegistryError};
-use crate::content::{sha256_digest, ContentStore};
+use crate::content::{sha256_digest, ContentError, ContentStore, StagedBlob};
 use crate::image::ImageStore;
-use crate::layer::{chain_id, ApplyOptions, Layer, LayerStore};
+use crate::layer::{chain_id, ApplyOptions, LayerStore, StagedLayer};
 
 /// What a pull stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -258,14 +261,18 @@ pub(crate) async fn pull(
         parent = Some(cid);
     }
     // Every task runs to its end (so no worker thread outlives the pull); the first error wins.
-    let mut layers = Vec::new();
+    let mut chain_ids = Vec::new();
+    let mut blobs = Vec::new();
+    let mut staged = Vec::new();
     let mut first_err: Option<RegistryError> = None;
     let mut downloaded = 0;
     for task in tasks {
         match task.await.map_err(join_err).and_then(|r| r) {
-            Ok((layer, n)) => {
-                downloaded += n;
-                layers.push(layer);
+            Ok(out) => {
+                downloaded += out.downloaded;
+                chain_ids.push(out.chain_id.clone());
+                blobs.extend(out.blob);
+                staged.extend(out.layer);
             }
             Err(e) => {
                 if first_err.is_none() || matches!(first_err, Some(RegistryError::Task(_))) {
@@ -274,10 +281,22 @@ pub(crate) async fn pull(
             }
         }
     }
+    // What was verified is made durable and visible even when another layer failed, so that a
+    // retry does not download it again.
+    let (content, layer_store, root) = (
+        store.content().clone(),
+        store.layers().clone(),
+        store.root().to_path_buf(),
+    );
+    let committed = tokio::task::spawn_blocking(move || {
+        commit_all(&root, &content, &layer_store, blobs, staged)
+    })
+    .await
+    .map_err(join_err)?;
     if let Some(e) = first_err {
         return Err(e);
     }
-
+    committed?;
     // Everything verified and unpacked: the image store checks the config against the manifest
     // once more, stores both and registers the image with its layers and tag.
     let store2 = store.clone();
@@ -304,7 +323,7 @@ pub(crate) async fn pull(
         manifest_digest: top.digest,
         image_manifest_digest: image_digest,
         layer_blobs: manifest.layers.iter().map(|l| l.digest.clone()).collect(),
-        layers: layers.iter().map(|l| l.chain_id.clone()).collect(),
+        layers: chain_ids,
         downloaded,
     })
 }
@@ -332,49 +351,61 @@ impl LayerJob {
         }
     }
 
-    /// Returns the unpacked layer and the bytes downloaded.
-    async fn run(self, sem: Arc<Semaphore>) -> Result<(Layer, u64), RegistryError> {
+    /// Downloads and unpacks what is missing of the layer, staged: see [`commit_all`].
+    async fn run(self, sem: Arc<Semaphore>) -> Result<LayerOut, RegistryError> {
         let id = self.desc.digest.clone();
         let have_layer = self.layers.exists(&self.chain);
         let have_blob = self.content.exists(&id);
+        let mut out = LayerOut {
+            chain_id: self.chain.clone(),
+            blob: None,
+            layer: None,
+            downloaded: 0,
+        };
         if have_layer && have_blob {
             (self.progress)(Progress::AlreadyExists { id });
-            return Ok((self.layers.get(&self.chain)?, 0));
+            return Ok(out);
         }
         (self.progress)(Progress::Waiting { id: id.clone() });
-        let _permit = sem
-            .acquire()
+        let permit = sem
+            .acquire_owned()
             .await
             .map_err(|e| RegistryError::Task(e.to_string()))?;
         if self.cancel.load(Ordering::Relaxed) {
             return Err(RegistryError::Task("stopped: another layer failed".into()));
         }
-        let (layer, n) = if have_blob {
+        if have_blob {
             // Unpack from the local blob: no network.
+            drop(permit);
             (self.progress)(Progress::Extracting { id: id.clone() });
-            (self.apply_local().await?, 0)
+            out.layer = Some(self.apply_local().await?);
         } else {
-            self.stream(!have_layer).await?
-        };
+            self.stream(!have_layer, permit, &mut out).await?;
+        }
         (self.progress)(Progress::Done { id });
-        Ok((layer, n))
+        Ok(out)
     }
 
-    async fn apply_local(&self) -> Result<Layer, RegistryError> {
+    async fn apply_local(&self) -> Result<StagedLayer, RegistryError> {
         let (content, layers) = (self.content.clone(), self.layers.clone());
         let (d, parent, opts) = (self.desc.digest.clone(), self.parent.clone(), self.opts());
-        tokio::task::spawn_blocking(move || -> Result<Layer, RegistryError> {
+        tokio::task::spawn_blocking(move || -> Result<StagedLayer, RegistryError> {
             let f = content.open_blob(&d)?;
-            Ok(layers.apply(parent.as_ref(), f, &opts)?)
+            Ok(layers.apply_staged(parent.as_ref(), f, &opts)?)
         })
         .await
         .map_err(join_err)?
     }
 
-    /// Downloads the blob once into the content store, unpacking it on the way when `unpack`.
-    async fn stream(&self, unpack: bool) -> Result<(Layer, u64), RegistryError> {
-        let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(64);
-        let forwarded = Arc::new(AtomicU64::new(0));
+    /// Downloads the blob once into a staged blob, unpacking it on the way when `unpack`. The
+    /// download permit is given back as soon as the last byte arrived.
+    async fn stream(
+        &self,
+        unpack: bool,
+        permit: tokio::sync::OwnedSemaphorePermit,
+        out: &mut LayerOut,
+    ) -> Result<(), RegistryError> {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(64);
         let (ftx, frx) = if unpack {
             let (a, b) = std::sync::mpsc::sync_channel::<io::Result<Bytes>>(64);
             (Some(a), Some(b))
@@ -383,18 +414,42 @@ impl LayerJob {
         };
         let content = self.content.clone();
         let (d, size) = (self.desc.digest.clone(), self.desc.size);
-        let tee = TeeReader {
-            rx,
-            cur: Bytes::new(),
-            fwd: ftx,
-            forwarded: forwarded.clone(),
-        };
-        let ingest = tokio::task::spawn_blocking(move || content.ingest(tee, Some(&d), Some(size)));
+        // The writer: hashes and writes each network buffer as it is (no copy) and hands the
+        // same buffer (a reference-counted `Bytes`) to the unpacker.
+        let ingest = tokio::task::spawn_blocking(move || -> Result<StagedBlob, ContentError> {
+            let mut fwd = ftx;
+            let mut w = content.writer(Some(&d), Some(size))?;
+            while let Some(msg) = rx.blocking_recv() {
+                let chunk = match msg {
+                    Ok(b) => b,
+                    Err(e) => {
+                        if let Some(f) = fwd.take() {
+                            let _ = f.send(Err(io::Error::new(e.kind(), e.to_string())));
+                        }
+                        return Err(ContentError::Read(e));
+                    }
+                };
+                if let Some(f) = &fwd {
+                    if f.send(Ok(chunk.clone())).is_err() {
+                        // The unpacker finished or failed; keep hashing and storing.
+                        fwd = None;
+                    }
+                }
+                if let Err(e) = w.write(&chunk) {
+                    if let Some(f) = fwd.take() {
+                        let _ = f.send(Err(io::Error::other("storing the blob failed")));
+                    }
+                    return Err(e);
+                }
+            }
+            drop(fwd);
+            w.finish()
+        });
         let unpacker = frx.map(|frx| {
             let layers = self.layers.clone();
             let (parent, opts) = (self.parent.clone(), self.opts());
             tokio::task::spawn_blocking(move || {
-                layers.apply(
+                layers.apply_staged(
                     parent.as_ref(),
                     ChanReader {
                         rx: frx,
@@ -405,6 +460,7 @@ impl LayerJob {
             })
         });
         let fetched = self.fetch(&tx).await;
+        drop(permit);
         if fetched.is_err() {
             let _ = tx.send(Err(io::Error::other("the download failed"))).await;
         }
@@ -419,25 +475,12 @@ impl LayerJob {
             Some(h) => Some(h.await.map_err(join_err)?),
             None => None,
         };
-        let n = fetched?;
-        if let Err(e) = ingested {
-            // The blob failed verification: a layer unpacked from it must not stay either.
-            if let Some(Ok(l)) = &unpacked {
-                let _ = self.layers.remove(&l.chain_id);
-            }
-            return Err(e.into());
-        }
-        let layer = match unpacked {
-            Some(Ok(l)) => l,
-            // The blob was stored by a concurrent pull, so the unpacker was fed nothing: unpack
-            // from the stored blob.
-            Some(Err(_)) if forwarded.load(Ordering::Relaxed) < self.desc.size => {
-                self.apply_local().await?
-            }
-            Some(Err(e)) => return Err(e.into()),
-            None => self.layers.get(&self.chain)?,
-        };
-        Ok((layer, n))
+        out.downloaded = fetched?;
+        // A blob that failed verification takes the layer unpacked from it along (dropped
+        // staged, so removed).
+        out.blob = Some(ingested?);
+        out.layer = unpacked.transpose()?;
+        Ok(())
     }
 
     /// Streams the blob into `tx`, resuming with `Range` after a broken connection. Returns the
@@ -571,48 +614,57 @@ fn content_range_start(v: Option<&http::HeaderValue>) -> Option<u64> {
     rest.split('-').next()?.trim().parse().ok()
 }
 
-/// The reader the content store ingests from: chunks from the network task, each also handed
-/// to the unpacker (a cheap `Bytes` clone).
-struct TeeReader {
-    rx: tokio::sync::mpsc::Receiver<io::Result<Bytes>>,
-    cur: Bytes,
-    fwd: Option<std::sync::mpsc::SyncSender<io::Result<Bytes>>>,
-    forwarded: Arc<AtomicU64>,
+/// What one layer job leaves to commit.
+struct LayerOut {
+    chain_id: Digest,
+    blob: Option<StagedBlob>,
+    layer: Option<StagedLayer>,
+    downloaded: u64,
 }
 
-impl Read for TeeReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.cur.is_empty() {
-            match self.rx.blocking_recv() {
-                None => {
-                    self.fwd = None;
-                    return Ok(0);
-                }
-                Some(Err(e)) => {
-                    if let Some(f) = self.fwd.take() {
-                        let _ = f.send(Err(io::Error::new(e.kind(), e.to_string())));
-                    }
-                    return Err(e);
-                }
-                Some(Ok(b)) => {
-                    if let Some(f) = &self.fwd {
-                        let n = b.len() as u64;
-                        if f.send(Ok(b.clone())).is_ok() {
-                            self.forwarded.fetch_add(n, Ordering::Relaxed);
-                        } else {
-                            // The unpacker finished or failed; keep hashing and storing.
-                            self.fwd = None;
-                        }
-                    }
-                    self.cur = b;
-                }
-            }
-        }
-        let n = buf.len().min(self.cur.len());
-        buf[..n].copy_from_slice(&self.cur[..n]);
-        self.cur.advance(n);
-        Ok(n)
+/// Makes the staged blobs and layers of a pull durable and visible: one `syncfs` of the data
+/// root's filesystem, then the renames, then one fsync of `blobs/` and of `layers/`.
+///
+/// This keeps the store's rule (temp file + fsync + rename: nothing is renamed in before its
+/// data is on disk) with one flush for the whole pull instead of one fsync per blob and one
+/// syncfs per layer: syncfs writes back every dirty page and inode of the filesystem and commits
+/// its journal, so when it returns every staged file and directory (all written and closed
+/// before it began) is as durable as an fsync of each would have made it. The renames are
+/// then made durable by the directory fsyncs. A crash before those leaves at most complete,
+/// verified blobs and layers visible, or temp files that gc removes. The writers started
+/// writeback of large files while they streamed, so this mostly waits for the tail.
+fn commit_all(
+    root: &std::path::Path,
+    content: &ContentStore,
+    layers: &LayerStore,
+    blobs: Vec<StagedBlob>,
+    staged: Vec<StagedLayer>,
+) -> Result<(), RegistryError> {
+    if blobs.is_empty() && staged.is_empty() {
+        return Ok(());
     }
+    let io_err = |op, source| RegistryError::Io {
+        op,
+        path: root.to_path_buf(),
+        source,
+    };
+    let f = std::fs::File::open(root).map_err(|e| io_err("open", e))?;
+    rustix::fs::syncfs(&f).map_err(|e| io_err("syncfs", e.into()))?;
+    let renamed_blobs = !blobs.is_empty();
+    let renamed_layers = !staged.is_empty();
+    for b in blobs {
+        b.commit_after_sync()?;
+    }
+    for l in staged {
+        l.commit_after_sync()?;
+    }
+    if renamed_blobs {
+        content.sync_blob_dir()?;
+    }
+    if renamed_layers {
+        layers.sync_layer_dir()?;
+    }
+    Ok(())
 }
 
 /// The reader the unpacker reads from: the chunks the tee hands over.
@@ -653,35 +705,32 @@ mod tests {
     }
 
     #[test]
-    fn tee_feeds_both_readers() {
-        let (tx, rx) = tokio::sync::mpsc::channel(4);
-        let (ftx, frx) = std::sync::mpsc::sync_channel(4);
-        let forwarded = Arc::new(AtomicU64::new(0));
-        let t = std::thread::spawn(move || {
-            let mut tee = TeeReader {
-                rx,
-                cur: Bytes::new(),
-                fwd: Some(ftx),
-                forwarded,
-            };
-            let mut s = String::new();
-            tee.read_to_string(&mut s).unwrap();
-            s
-        });
-        let u = std::thread::spawn(move || {
-            let mut r = ChanReader {
-                rx: frx,
-                cur: Bytes::new(),
-            };
-            let mut s = String::new();
-            r.read_to_string(&mut s).unwrap();
-            s
-        });
+    fn chan_reader_joins_chunks_and_passes_errors() {
+        let (tx, rx) = std::sync::mpsc::sync_channel(4);
         for c in ["hel", "lo ", "world"] {
-            tx.blocking_send(Ok(Bytes::from(c))).unwrap();
+            tx.send(Ok(Bytes::from(c))).unwrap();
         }
         drop(tx);
-        assert_eq!(t.join().unwrap(), "hello world");
-        assert_eq!(u.join().unwrap(), "hello world");
+        let mut s = String::new();
+        ChanReader {
+            rx,
+            cur: Bytes::new(),
+        }
+        .read_to_string(&mut s)
+        .unwrap();
+        assert_eq!(s, "hello world");
+
+        let (tx, rx) = std::sync::mpsc::sync_channel(4);
+        tx.send(Ok(Bytes::from("x"))).unwrap();
+        tx.send(Err(io::Error::other("the download failed")))
+            .unwrap();
+        let mut v = Vec::new();
+        let e = ChanReader {
+            rx,
+            cur: Bytes::new(),
+        }
+        .read_to_end(&mut v)
+        .unwrap_err();
+        assert!(e.to_string().contains("download failed"));
     }
 }
