@@ -150,6 +150,23 @@ impl<R: Read> Read for HashingReader<R> {
 /// Detects the compression of `r` and returns a reader of the uncompressed stream.
 pub fn decompress<'a, R: Read + 'a>(r: R) -> Result<(Compression, Box<dyn Read + 'a>), LayerError> {
     let mut br = BufReader::with_capacity(256 * 1024, r);
+    // Usually the first read holds the magic bytes: peek at them and let the decoder read
+    // straight from this buffer (flate2's `read` decoder would copy into a 32 KiB one of its own).
+    let first = br.fill_buf().map_err(LayerError::Read)?;
+    if let [a, b, c, d, ..] = *first {
+        let magic = [a, b, c, d];
+        return match magic {
+            [0x1f, 0x8b, ..] => Ok((
+                Compression::Gzip,
+                Box::new(flate2::bufread::MultiGzDecoder::new(br)),
+            )),
+            [0x28, 0xb5, 0x2f, 0xfd] => {
+                let d = zstd::stream::read::Decoder::with_buffer(br).map_err(LayerError::Read)?;
+                Ok((Compression::Zstd, Box::new(d)))
+            }
+            _ => finish_detect(&magic, Box::new(br)),
+        };
+    }
     // Take the 4 magic bytes (fewer if the stream is shorter), however the reads split them.
     let mut head = Vec::with_capacity(4);
     while head.len() < 4 {
