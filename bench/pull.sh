@@ -7,7 +7,8 @@
 #
 # What each does, to read the numbers right: berth downloads every blob once,
 # verifies it into its blob store and unpacks each layer into its layer store
-# while it streams (fsync'd, renamed in). skopeo only stores the compressed blobs
+# while it streams (made durable by one syncfs of the data root's filesystem at
+# the end of the pull, then renamed in). skopeo only stores the compressed blobs
 # (no unpack). podman stores and unpacks into containers/storage.
 # "skopeo+umoci" adds `umoci raw unpack` of the same image, the full job done
 # by the peer tools in sequence.
