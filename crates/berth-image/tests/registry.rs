@@ -2,7 +2,9 @@
 //! registry Docker Hub runs), started per test on 127.0.0.1 and seeded by skopeo from OCI
 //! layouts the tests build (a busybox rootfs from /bin/busybox, random-data layers, a manifest
 //! list). Small in-process proxies on 127.0.0.1 cut a download halfway once, or demand bearer
-//! tokens from a tiny token server. All traffic stays on the loopback interface.
+//! tokens from a tiny token server. One registry speaks HTTPS with a certificate for IP
+//! 127.0.0.1 signed by a CA openssl makes per test, trusted through a certs.d directory. All
+//! traffic stays on the loopback interface.
 //!
 //! Each test has its own registry, data root and temp dirs, removed by Drop guards even when it
 //! fails, so the tests run in parallel. Tests that need docker-registry or skopeo say so and pass
@@ -70,6 +72,11 @@ struct RegistryProc {
 
 impl RegistryProc {
     fn start(basic_auth: bool) -> Self {
+        Self::start_with(basic_auth, None)
+    }
+
+    /// With `tls` (certificate and key files), the registry speaks only HTTPS.
+    fn start_with(basic_auth: bool, tls: Option<(&Path, &Path)>) -> Self {
         for _ in 0..5 {
             let dir = tempfile::tempdir().unwrap();
             let port = free_port();
@@ -79,6 +86,13 @@ impl RegistryProc {
                 "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
                 storage.display()
             );
+            if let Some((cert, key)) = tls {
+                cfg.push_str(&format!(
+                    "  tls:\n    certificate: {}\n    key: {}\n",
+                    cert.display(),
+                    key.display()
+                ));
+            }
             if basic_auth {
                 let pw = dir.path().join("htpasswd");
                 fs::write(&pw, HTPASSWD).unwrap();
@@ -1006,4 +1020,209 @@ fn bearer_token_auth() {
         .count();
     // The anonymous client asked once (refused); the logged-in one once.
     assert_eq!(pull_tokens, 2, "{token_reqs:#?}");
+}
+
+// ---- HTTPS ----------------------------------------------------------------------------------
+
+/// Runs openssl in `dir`, failing the test when it fails.
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A self-signed CA `<name>.crt`/`<name>.key` in `dir`.
+fn make_ca(dir: &Path, name: &str) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            &format!("/CN=berth test {name}"),
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.crt"),
+        ],
+    );
+}
+
+/// `server.crt`/`server.key` in `dir`, for IP 127.0.0.1, signed by the CA `ca`.
+fn make_server_cert(dir: &Path, ca: &str) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+        ],
+    );
+    fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
+         keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            &format!("{ca}.crt"),
+            "-CAkey",
+            &format!("{ca}.key"),
+            "-set_serial",
+            "2",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+            "-out",
+            "server.crt",
+        ],
+    );
+}
+
+/// A certs.d with `<domain>/ca.crt` = `ca`.
+fn certs_d(domain: &str, ca: &Path) -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    fs::create_dir(d.path().join(domain)).unwrap();
+    fs::copy(ca, d.path().join(domain).join("ca.crt")).unwrap();
+    d
+}
+
+#[test]
+fn https_with_a_ca_from_certs_d() {
+    if !tools() || !have("openssl") {
+        return;
+    }
+    let pki = tempfile::tempdir().unwrap();
+    make_ca(pki.path(), "ca");
+    make_ca(pki.path(), "other-ca");
+    make_server_cert(pki.path(), "ca");
+    let reg = RegistryProc::start_with(
+        false,
+        Some((
+            &pki.path().join("server.crt"),
+            &pki.path().join("server.key"),
+        )),
+    );
+    let mut layout = Layout::new();
+    let img = layout.image(&[random_tar("tls", 20_000, 17), busybox_tar()], "amd64");
+    layout.tag("1", &img);
+    // skopeo speaks HTTPS without verifying (the registry has no plain HTTP to fall back to).
+    layout.push("1", &format!("{}/secure:1", reg.addr()), false, false);
+
+    // The right CA: a loopback registry is spoken to over HTTPS because certs.d names it.
+    let good = certs_d(&reg.addr(), &pki.path().join("ca.crt"));
+    let berth = Berth::new();
+    let client = berth.client(RegistryConfig {
+        certs_dir: Some(good.path().to_path_buf()),
+        ..Default::default()
+    });
+    let p = berth
+        .pull(&client, &format!("{}/secure:1", reg.addr()), no_progress())
+        .unwrap();
+    assert_eq!(p.id.to_string(), img.config);
+    assert_eq!(p.manifest_digest.to_string(), img.manifest);
+    let mut blobs = strs(&berth.blobs());
+    blobs.sort();
+    let mut want = vec![img.manifest.clone(), img.config.clone()];
+    want.extend(img.layers.iter().cloned());
+    want.sort();
+    assert_eq!(blobs, want);
+
+    // Push back over HTTPS, to a new repository; skopeo sees the same manifest.
+    let target = format!("{}/pushed:2", reg.addr());
+    berth.push(&client, &p.id.to_string(), &target).unwrap();
+    assert_eq!(skopeo_digest(&target), img.manifest);
+
+    // A CA that did not sign the registry's certificate: a clear error, nothing stored.
+    let wrong = certs_d(&reg.addr(), &pki.path().join("other-ca.crt"));
+    let berth2 = Berth::new();
+    let client2 = berth2.client(RegistryConfig {
+        certs_dir: Some(wrong.path().to_path_buf()),
+        ..Default::default()
+    });
+    let e = berth2
+        .pull(&client2, &format!("{}/secure:1", reg.addr()), no_progress())
+        .unwrap_err();
+    assert!(matches!(e, RegistryError::Certificate { .. }), "{e}");
+    let msg = e.to_string();
+    assert!(msg.contains(&reg.addr()), "{msg}");
+    assert!(
+        msg.contains(&format!("{}/{}/ca.crt", wrong.path().display(), reg.addr())),
+        "{msg}"
+    );
+    assert!(berth2.blobs().is_empty());
+    assert!(berth2.layers().is_empty());
+    // Nor does a push (of the image the first store has) get through.
+    let e = berth
+        .push(&client2, &p.id.to_string(), &target)
+        .unwrap_err();
+    assert!(matches!(e, RegistryError::Certificate { .. }), "{e}");
+}
+
+#[test]
+fn certs_d_bad_pem_names_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let entry = dir.path().join("127.0.0.1:5443");
+    fs::create_dir(&entry).unwrap();
+    fs::write(entry.join("ca.crt"), "-----BEGIN CERTIFICATE-----\n!!!\n").unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let _g = rt.enter();
+    let config = RegistryConfig {
+        certs_dir: Some(dir.path().to_path_buf()),
+        ..Default::default()
+    };
+    let e = Registry::new(config.clone())
+        .err()
+        .expect("bad PEM refused");
+    assert!(
+        e.to_string()
+            .contains(&entry.join("ca.crt").display().to_string()),
+        "{e}"
+    );
+    // A file without any certificate is refused too.
+    fs::write(entry.join("ca.crt"), "not a certificate\n").unwrap();
+    let e = Registry::new(config).err().expect("empty ca.crt refused");
+    assert!(e.to_string().contains("no certificate"), "{e}");
+    // A certs.d that does not exist is the same as none.
+    let none = RegistryConfig {
+        certs_dir: Some(dir.path().join("absent")),
+        ..Default::default()
+    };
+    assert!(Registry::new(none).is_ok());
 }

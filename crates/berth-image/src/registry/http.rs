@@ -1,5 +1,6 @@
-//! The HTTP side of the registry client: one pooled HTTP/1.1 client (rustls for HTTPS), the
-//! choice of endpoint (mirrors, plain HTTP for loopback and insecure registries), auth challenges
+//! The HTTP side of the registry client: one pooled HTTP/1.1 client (rustls for HTTPS, trusting
+//! the system roots plus every `certs.d/<host[:port]>/ca.crt`), the choice of endpoint (mirrors,
+//! plain HTTP for loopback and insecure registries unless certs.d names them), auth challenges
 //! answered once per request with tokens cached per scope, redirects, and retries with backoff
 //! on connection errors, 5xx and 429.
 //!
@@ -9,6 +10,7 @@
 use std::collections::{HashMap, HashSet};
 use std::io;
 use std::net::IpAddr;
+use std::path::Path;
 use std::pin::Pin;
 use std::sync::Mutex;
 use std::task::{Context, Poll};
@@ -131,6 +133,9 @@ impl<'a> Req<'a> {
 pub(crate) struct Transport {
     client: Client<HttpsConnector<HttpConnector>, ReqBody>,
     pub config: RegistryConfig,
+    /// Registries (`host[:port]`) with a `<certs_dir>/<domain>/ca.crt`: spoken to over HTTPS,
+    /// even on loopback or when listed as insecure.
+    tls_domains: HashSet<String>,
     /// Bearer tokens by `authority|scopes`.
     tokens: Mutex<HashMap<String, String>>,
     /// Authorities that asked for Basic auth.
@@ -165,23 +170,29 @@ impl Transport {
         http.enforce_http(false);
         http.set_nodelay(true);
         http.set_connect_timeout(Some(Duration::from_secs(30)));
-        let builder = match hyper_rustls::HttpsConnectorBuilder::new().with_native_roots() {
-            Ok(b) => b,
-            // No system CA store: HTTPS will fail with a certificate error naming the host,
-            // plain HTTP still works.
-            Err(_) => hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(
-                rustls::ClientConfig::builder()
-                    .with_root_certificates(rustls::RootCertStore::empty())
-                    .with_no_client_auth(),
-            ),
+        // The system roots (none when there is no system CA store: HTTPS then fails with a
+        // certificate error naming the host, plain HTTP still works), plus the CAs of certs.d.
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+        let tls_domains = match &config.certs_dir {
+            Some(dir) => load_certs_dir(dir, &mut roots)?,
+            None => HashSet::new(),
         };
-        let https = builder.https_or_http().enable_http1().wrap_connector(http);
+        let tls = rustls::ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .build(https);
         Ok(Self {
             client,
             config,
+            tls_domains,
             tokens: Mutex::new(HashMap::new()),
             basic: Mutex::new(HashSet::new()),
         })
@@ -194,6 +205,8 @@ impl Transport {
         }
         let base = if domain == berth_types::reference::DEFAULT_DOMAIN {
             HUB_REGISTRY.to_string()
+        } else if self.tls_domains.contains(domain) {
+            format!("https://{domain}")
         } else if is_loopback(domain) || self.config.insecure.iter().any(|i| i == domain) {
             format!("http://{domain}")
         } else {
@@ -294,16 +307,18 @@ impl Transport {
             let resp = match self.client.request(req).await {
                 Ok(resp) => resp,
                 Err(e) => {
+                    let e = self.request_error(r.method.as_str(), url, e);
                     attempt += 1;
-                    if r.retry && attempt < self.config.attempts {
+                    // An untrusted certificate stays untrusted: no retry.
+                    if r.retry
+                        && attempt < self.config.attempts
+                        && !matches!(e.0, RegistryError::Certificate { .. })
+                    {
+                        url = e.1;
                         tokio::time::sleep(self.backoff(attempt)).await;
                         continue;
                     }
-                    return Err(RegistryError::Http {
-                        method: r.method.to_string(),
-                        url,
-                        source: Box::new(e),
-                    });
+                    return Err(e.0);
                 }
             };
             let status = resp.status();
@@ -399,11 +414,7 @@ impl Transport {
             .client
             .request(req)
             .await
-            .map_err(|e| RegistryError::Http {
-                method: "GET".into(),
-                url: url.clone(),
-                source: Box::new(e),
-            })?;
+            .map_err(|e| self.request_error("GET", url.clone(), e).0)?;
         let status = resp.status();
         if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
             return Err(RegistryError::Unauthorized {
@@ -424,6 +435,39 @@ impl Transport {
         })
     }
 
+    /// The error for a request that got no response: [`RegistryError::Certificate`] when the
+    /// server's certificate was not trusted, [`RegistryError::Http`] otherwise. Hands `url`
+    /// back for a retry.
+    fn request_error(
+        &self,
+        method: &str,
+        url: String,
+        e: hyper_util::client::legacy::Error,
+    ) -> (RegistryError, String) {
+        if let Some(problem) = certificate_problem(&e) {
+            let host = authority_of(&url).unwrap_or(&url).to_string();
+            let certs_dir = self
+                .config
+                .certs_dir
+                .as_ref()
+                .map_or_else(|| "certs.d".to_string(), |d| d.display().to_string());
+            return (
+                RegistryError::Certificate {
+                    host,
+                    problem,
+                    certs_dir,
+                },
+                url,
+            );
+        }
+        let err = RegistryError::Http {
+            method: method.to_string(),
+            url: url.clone(),
+            source: Box::new(e),
+        };
+        (err, url)
+    }
+
     /// `GET /v2/` with these credentials: Ok when the registry accepts them.
     pub async fn login(&self, domain: &str, creds: &Credentials) -> Result<(), RegistryError> {
         let mut ep = self.endpoint(domain)?;
@@ -435,6 +479,101 @@ impl Transport {
         }
         Err(status_error(resp, &what, &ep.authority).await)
     }
+}
+
+/// Reads every `<dir>/<domain>/ca.crt` (PEM, one or more certificates) into `roots`; returns
+/// the domains that have one. A missing `dir` is no error (nothing configured); an unreadable
+/// or malformed `ca.crt`, or one without a certificate, is, naming the file.
+fn load_certs_dir(
+    dir: &Path,
+    roots: &mut rustls::RootCertStore,
+) -> Result<HashSet<String>, RegistryError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+
+    let mut domains = HashSet::new();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(domains),
+        Err(source) => {
+            return Err(RegistryError::Io {
+                op: "read certificate directory",
+                path: dir.to_path_buf(),
+                source,
+            })
+        }
+    };
+    for entry in entries {
+        let entry = entry.map_err(|source| RegistryError::Io {
+            op: "read certificate directory",
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let Some(domain) = entry.file_name().to_str().map(str::to_string) else {
+            continue;
+        };
+        let file = entry.path().join("ca.crt");
+        let pem = match std::fs::read(&file) {
+            Ok(p) => p,
+            // A directory without ca.crt (or a stray file): nothing to trust there.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+                ) =>
+            {
+                continue
+            }
+            Err(source) => {
+                return Err(RegistryError::Io {
+                    op: "read CA certificate",
+                    path: file,
+                    source,
+                })
+            }
+        };
+        let bad = |problem: String| {
+            RegistryError::Tls(format!(
+                "{}: {problem}: it must hold the registry's CA certificate(s) in PEM",
+                file.display()
+            ))
+        };
+        let mut count = 0usize;
+        for cert in CertificateDer::pem_slice_iter(&pem) {
+            let cert = cert.map_err(|e| bad(format!("not valid PEM ({e})")))?;
+            roots
+                .add(cert)
+                .map_err(|e| bad(format!("certificate {} is not usable ({e})", count + 1)))?;
+            count += 1;
+        }
+        if count == 0 {
+            return Err(bad("no certificate in it".into()));
+        }
+        domains.insert(domain);
+    }
+    Ok(domains)
+}
+
+/// What rustls said about the server's certificate, if that is why a request failed.
+fn certificate_problem(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        // An io::Error's `source()` skips the error it wraps: look inside it too.
+        let inner = err
+            .downcast_ref::<io::Error>()
+            .and_then(|io| io.get_ref())
+            .map(|i| i as &(dyn std::error::Error + 'static));
+        for candidate in [Some(err), inner].into_iter().flatten() {
+            if let Some(rustls::Error::InvalidCertificate(c)) =
+                candidate.downcast_ref::<rustls::Error>()
+            {
+                return Some(format!("{c:?}"));
+            }
+        }
+        // Descend into the wrapped error (io errors nest: hyper-rustls wraps tokio-rustls's).
+        cur = inner.or_else(|| err.source());
+    }
+    None
 }
 
 /// The next URL of a redirect: absolute, or a path on the current host.
@@ -592,6 +731,61 @@ mod tests {
         assert!(eps[0].mirror);
         assert_eq!(t.pull_endpoints("quay.io").unwrap().len(), 1);
         assert!(t.endpoint("a/b").is_err());
+    }
+
+    #[test]
+    fn certs_d_means_https() {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = std::process::Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+            .args(["ec_paramgen_curve:prime256v1", "-nodes", "-days", "1"])
+            .args([
+                "-subj",
+                "/CN=berth unit",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.crt",
+            ])
+            .current_dir(dir.path())
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !ok {
+            eprintln!("skipped: openssl is needed");
+            return;
+        }
+        let certs = dir.path().join("certs.d");
+        for d in ["127.0.0.1:5443", "reg.test:5000", "nothing-here:1"] {
+            std::fs::create_dir_all(certs.join(d)).unwrap();
+        }
+        let pem = std::fs::read_to_string(dir.path().join("ca.crt")).unwrap();
+        std::fs::write(certs.join("127.0.0.1:5443/ca.crt"), &pem).unwrap();
+        // Several certificates in one file are all trusted.
+        std::fs::write(certs.join("reg.test:5000/ca.crt"), format!("{pem}{pem}")).unwrap();
+        let t = Transport::new(RegistryConfig {
+            insecure: vec!["reg.test:5000".into(), "nothing-here:1".into()],
+            certs_dir: Some(certs),
+            ..Default::default()
+        })
+        .unwrap();
+        // certs.d wins over loopback and over the insecure list.
+        assert_eq!(
+            t.endpoint("127.0.0.1:5443").unwrap().base,
+            "https://127.0.0.1:5443"
+        );
+        assert_eq!(
+            t.endpoint("reg.test:5000").unwrap().base,
+            "https://reg.test:5000"
+        );
+        // A directory without ca.crt changes nothing; nor does another port.
+        assert_eq!(
+            t.endpoint("nothing-here:1").unwrap().base,
+            "http://nothing-here:1"
+        );
+        assert_eq!(
+            t.endpoint("127.0.0.1:5000").unwrap().base,
+            "http://127.0.0.1:5000"
+        );
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The registry v2 client: pull and push images over the distribution protocol (HTTP/1.1, HTTPS
-//! or plain HTTP for loopback and registries marked insecure), with anonymous, basic and bearer
+//! or plain HTTP for loopback and registries marked insecure; HTTPS with an extra trusted CA for
+//! registries that have one in Docker's `certs.d` layout), with anonymous, basic and bearer
 //! token auth, a Docker Hub mirror setting, manifest lists, parallel layer downloads that are
 //! unpacked while they stream, retries, resumed downloads and cross-repository blob mounts.
 //!
@@ -100,6 +101,12 @@ pub enum RegistryError {
     Token { realm: String, problem: String },
     #[error("image {0} cannot be pushed: {1}")]
     NotPushable(String, String),
+    #[error("{host}: the registry's TLS certificate is not trusted ({problem}): if a private CA signed it, put that CA's certificate in {certs_dir}/{host}/ca.crt")]
+    Certificate {
+        host: String,
+        problem: String,
+        certs_dir: String,
+    },
     #[error("TLS set-up: {0}")]
     Tls(String),
     #[error("a worker of the pull or push stopped unexpectedly: {0}")]
@@ -153,6 +160,12 @@ pub struct RegistryConfig {
     pub attempts: u32,
     /// Delay before the first retry; doubled each time, at most 2 s.
     pub retry_delay: Duration,
+    /// Docker's `certs.d` (berthd: `/etc/berth/certs.d`): a `<certs_dir>/<host[:port]>/ca.crt`
+    /// (PEM, one or more certificates) says that registry speaks HTTPS (even on loopback or
+    /// when listed in `insecure`) and that its certificate may be signed by that CA, trusted
+    /// besides the system roots. Read once, when the client is made; a missing directory is
+    /// the same as none.
+    pub certs_dir: Option<PathBuf>,
 }
 
 impl Default for RegistryConfig {
@@ -164,6 +177,7 @@ impl Default for RegistryConfig {
             max_concurrent: 3,
             attempts: 5,
             retry_delay: Duration::from_millis(100),
+            certs_dir: None,
         }
     }
 }
