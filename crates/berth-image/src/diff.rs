@@ -199,9 +199,9 @@ pub fn write_diff<W: Write>(upper: &Path, w: W) -> Result<(W, DiffStats), DiffEr
 
 /// Reads exactly `left` bytes, failing if the inner reader ends early (a file that shrank while
 /// being read), so the tar never disagrees with its own header.
-struct Exact<R> {
-    inner: R,
-    left: u64,
+pub(crate) struct Exact<R> {
+    pub(crate) inner: R,
+    pub(crate) left: u64,
 }
 
 impl<R: io::Read> io::Read for Exact<R> {

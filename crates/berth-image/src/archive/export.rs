@@ -13,6 +13,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
+use crate::diff::Exact;
 use crate::image::open_nofollow;
 
 /// What went wrong exporting.
@@ -166,26 +167,6 @@ pub fn export_rootfs<W: Write>(root: &Path, w: W) -> Result<(W, ExportStats), Ex
     }
     let w = b.into_inner().map_err(ExportError::Write)?;
     Ok((w, stats))
-}
-
-/// Reads exactly `left` bytes, failing if the file got shorter while being read.
-struct Exact<R> {
-    inner: R,
-    left: u64,
-}
-
-impl<R: io::Read> io::Read for Exact<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        if n == 0 && self.left > 0 && !buf.is_empty() {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "file shrank while being read",
-            ));
-        }
-        self.left = self.left.saturating_sub(n as u64);
-        Ok(n)
-    }
 }
 
 #[cfg(test)]
