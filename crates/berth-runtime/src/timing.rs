@@ -26,6 +26,11 @@ pub fn init_from_env() {
     }
 }
 
+/// Whether timing is on (to skip building a stage name that would not be printed).
+pub fn enabled() -> bool {
+    ON.load(Ordering::Relaxed)
+}
+
 /// Prints "<ms since origin> <pid> <stage>" when timing is on.
 pub fn mark(stage: &str) {
     if !ON.load(Ordering::Relaxed) {

@@ -175,7 +175,9 @@ fn setup(cfg: &InitConfig, chan: &Channel) -> Result<RuntimeError> {
             join_cgroup(&mut in_cgroup)?;
         }
         rootfs::mount_one(&crate::sys::Linux, &ctx, root.as_fd(), op)?;
-        crate::timing::mark(&format!("init: mounted {}", op.dest.display()));
+        if crate::timing::enabled() {
+            crate::timing::mark(&format!("init: mounted {}", op.dest.display()));
+        }
         if op.dest == Path::new("/dev") {
             dev_is_tmpfs = true;
         }
