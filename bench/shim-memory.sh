@@ -39,7 +39,7 @@ c = socket.socket(socket.AF_UNIX); c.connect(sys.argv[1]); c.sendall(sys.stdin.b
         done
         kill "$ctd_pid" 2>/dev/null; wait "$ctd_pid" 2>/dev/null
     fi
-    grep -o " $work[^ ]*" /proc/self/mountinfo | sort -r | while read -r m; do umount -l "$m"; done
+    grep -o " ${work}[^ ]*" /proc/self/mountinfo | sort -r | while read -r m; do umount -l "$m"; done
     rm -rf "$work"
 }
 trap cleanup EXIT
