@@ -25,10 +25,11 @@ export BERTH_MKBUNDLE=$here/mkbundle.sh
 cd "$repo"
 # The end-to-end tests drive the release berth-runc: build it first, so that a filtered run
 # (`-p berth-e2e`) never tests a stale binary.
-if [[ -z ${BERTH_RUNC:-} || -z ${BERTH_SHIM:-} ]]; then
-    cargo build --release -q -p berth-runtime --bins
+if [[ -z ${BERTH_RUNC:-} || -z ${BERTH_SHIM:-} || -z ${BERTH_DAEMON:-} ]]; then
+    cargo build --release -q -p berth-runtime -p berth-engine --bins
     export BERTH_RUNC=${BERTH_RUNC:-$repo/target/release/berth-runc}
     export BERTH_SHIM=${BERTH_SHIM:-$repo/target/release/berth-shim}
+    export BERTH_DAEMON=${BERTH_DAEMON:-$repo/target/release/berthd}
 fi
 if cargo nextest --version >/dev/null 2>&1; then
     exec cargo nextest run --workspace --release --no-fail-fast --no-tests=warn "$@"
