@@ -20,12 +20,30 @@ impl EngineError {
             message: message.into(),
         }
     }
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::InvalidArgument, message)
+    }
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::NotFound, message)
+    }
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Conflict, message)
+    }
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Internal, message)
+    }
+    pub fn not_modified() -> Self {
+        Self::new(ErrorKind::NotModified, "")
+    }
 }
 
 impl IntoResponse for EngineError {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.kind.http_status())
             .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        if status == StatusCode::NOT_MODIFIED {
+            return status.into_response();
+        }
         (
             status,
             axum::Json(serde_json::json!({ "message": self.message })),

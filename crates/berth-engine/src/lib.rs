@@ -4,7 +4,12 @@
 //! error kind becomes an HTTP status in exactly one place (`error`).
 
 pub mod api;
+pub mod config;
+pub mod containers;
+pub mod daemon;
 pub mod error;
+pub mod events;
+pub mod images;
 
 /// The Engine API version berthd speaks, and the oldest it accepts (as Docker 25+).
 pub const API_VERSION: &str = "1.45";

@@ -12,6 +12,8 @@ pub enum ErrorKind {
     Conflict,
     /// The caller lacks the privilege the request needs (HTTP 403).
     PermissionDenied,
+    /// The object is already in the asked state: start of a running container (HTTP 304).
+    NotModified,
     /// The host or kernel lacks a feature the request needs (HTTP 501).
     Unsupported,
     /// Anything else: a bug or an unexpected system failure (HTTP 500).
@@ -23,6 +25,7 @@ impl ErrorKind {
     pub fn http_status(self) -> u16 {
         match self {
             ErrorKind::InvalidArgument => 400,
+            ErrorKind::NotModified => 304,
             ErrorKind::PermissionDenied => 403,
             ErrorKind::NotFound => 404,
             ErrorKind::Conflict => 409,

@@ -9,6 +9,10 @@ pub mod id;
 pub mod kind;
 pub mod reference;
 
+/// Docker Engine API models (request and response bodies), generated from moby's swagger.
+#[cfg(feature = "api")]
+pub use bollard_stubs::models as api;
+
 pub use digest::{Algorithm, Digest, DigestError};
 pub use id::{ContainerId, IdError};
 pub use kind::ErrorKind;

@@ -1,54 +1,42 @@
 //! berthd: the berth daemon. Serves the Docker Engine API on a unix socket.
 //!
-//! Usage: berthd [-H unix:///run/berth/berth.sock] [--data-root /var/lib/berth]
+//! Usage: berthd [-H unix:///run/berth/berth.sock] [--data-root /var/lib/berth] [--exec-root DIR]
+//!               [--registry-mirror URL]... [--insecure-registry HOST[:PORT]]...
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
-use berth_engine::api::{router, Daemon};
+use berth_engine::api::router;
+use berth_engine::config::Config;
+use berth_engine::daemon::Daemon;
+use clap::Parser;
 
+#[derive(Parser, Debug)]
+#[command(
+    name = "berthd",
+    version,
+    about = "the berth daemon: Docker's Engine API on a unix socket"
+)]
 struct Args {
-    socket: PathBuf,
+    /// The socket to listen on (unix://PATH).
+    #[arg(short = 'H', long = "host")]
+    host: Option<String>,
+    /// Where durable state lives.
+    #[arg(long, default_value = "/var/lib/berth")]
     data_root: PathBuf,
-}
-
-fn parse_args() -> Result<Args> {
-    let mut a = Args {
-        socket: PathBuf::from("/run/berth/berth.sock"),
-        data_root: PathBuf::from("/var/lib/berth"),
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(k) = it.next() {
-        let (key, inline) = match k.split_once('=') {
-            Some((k, v)) => (k.to_string(), Some(v.to_string())),
-            None => (k.clone(), None),
-        };
-        let mut val = || -> Result<String> {
-            inline
-                .clone()
-                .or_else(|| it.next())
-                .with_context(|| format!("{key} needs a value"))
-        };
-        match key.as_str() {
-            "-H" | "--host" => {
-                let v = val()?;
-                let Some(p) = v.strip_prefix("unix://") else {
-                    bail!("-H {v:?}: only unix://PATH sockets are supported (no TCP unless asked, and that is not built yet)");
-                };
-                a.socket = PathBuf::from(p);
-            }
-            "--data-root" => a.data_root = PathBuf::from(val()?),
-            "--version" | "-v" => {
-                println!("berthd {}", berth_engine::VERSION);
-                std::process::exit(0);
-            }
-            other => {
-                bail!("unknown argument {other:?} (berthd [-H unix://PATH] [--data-root DIR])")
-            }
-        }
-    }
-    Ok(a)
+    /// Where run state (shim sockets, runtime state) lives; default /run/berth for the default
+    /// data root, else <data-root>/run.
+    #[arg(long)]
+    exec_root: Option<PathBuf>,
+    /// A registry that serves docker.io images (tried before Docker Hub); repeatable.
+    #[arg(long = "registry-mirror")]
+    registry_mirrors: Vec<String>,
+    /// A registry spoken to over plain HTTP; repeatable.
+    #[arg(long = "insecure-registry")]
+    insecure_registries: Vec<String>,
+    /// Accepted for Docker compatibility; berth logs errors to stderr.
+    #[arg(short = 'D', long)]
+    debug: bool,
 }
 
 fn main() {
@@ -58,41 +46,54 @@ fn main() {
     }
 }
 
+fn config(args: Args) -> Result<Config> {
+    let mut c = Config::for_data_root(&args.data_root);
+    if let Some(e) = args.exec_root {
+        c.exec_root = e;
+    }
+    c.socket = PathBuf::from("/run/berth/berth.sock");
+    if let Some(h) = args.host {
+        let Some(p) = h.strip_prefix("unix://") else {
+            bail!("-H {h:?}: only unix://PATH sockets are supported (no TCP unless asked, and that is not built yet)");
+        };
+        c.socket = PathBuf::from(p);
+    }
+    c.registry_mirrors = args.registry_mirrors;
+    c.insecure_registries = args.insecure_registries;
+    Ok(c)
+}
+
 #[tokio::main]
 async fn run() -> Result<()> {
-    let args = parse_args()?;
-    std::fs::create_dir_all(&args.data_root)
-        .with_context(|| format!("create data root {}", args.data_root.display()))?;
-    let images = berth_image::image::ImageStore::open(&args.data_root)
-        .with_context(|| format!("open the image store in {}", args.data_root.display()))?;
-    if let Some(dir) = args.socket.parent() {
+    let config = config(Args::parse())?;
+    let socket = config.socket.clone();
+    if let Some(dir) = socket.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
     }
     // A socket file left by a daemon that died: nobody answers on it, so it can go.
-    if args.socket.exists() {
-        if std::os::unix::net::UnixStream::connect(&args.socket).is_ok() {
-            bail!(
-                "{} is in use: another daemon is running",
-                args.socket.display()
-            );
+    if socket.exists() {
+        if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
+            bail!("{} is in use: another daemon is running", socket.display());
         }
-        std::fs::remove_file(&args.socket)
-            .with_context(|| format!("remove stale {}", args.socket.display()))?;
+        std::fs::remove_file(&socket)
+            .with_context(|| format!("remove stale {}", socket.display()))?;
     }
-    let listener = tokio::net::UnixListener::bind(&args.socket)
-        .with_context(|| format!("listen on {}", args.socket.display()))?;
+    let daemon = Daemon::open(config)?;
+    let listener = tokio::net::UnixListener::bind(&socket)
+        .with_context(|| format!("listen on {}", socket.display()))?;
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&args.socket, std::fs::Permissions::from_mode(0o660))?;
-    let daemon = Arc::new(Daemon {
-        data_root: args.data_root.clone(),
-        images,
-    });
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o660))?;
     axum::serve(listener, router(daemon))
         .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+            }
         })
         .await
         .context("serve the API")?;
-    let _ = std::fs::remove_file(&args.socket);
+    let _ = std::fs::remove_file(&socket);
     Ok(())
 }

@@ -1,0 +1,7 @@
+//! The containers routes.
+
+use super::Routes;
+
+pub fn routes() -> Routes {
+    Routes::new()
+}

@@ -1,0 +1,7 @@
+//! The exec routes.
+
+use super::Routes;
+
+pub fn routes() -> Routes {
+    Routes::new()
+}

@@ -1,0 +1,7 @@
+//! The images routes.
+
+use super::Routes;
+
+pub fn routes() -> Routes {
+    Routes::new()
+}

@@ -1,0 +1,53 @@
+//! The daemon's shared state: every service the API handlers call. Built once at start-up by
+//! [`Daemon::open`], which also restores the containers whose shims outlived a previous berthd.
+
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::containers::Containers;
+use crate::error::EngineError;
+use crate::events::Events;
+use crate::images::ImageService;
+
+/// What the handlers share.
+pub struct Daemon {
+    pub config: Config,
+    pub images: berth_image::image::ImageStore,
+    /// Registry access (mirrors, credentials) and image operations that stream progress.
+    pub image_service: ImageService,
+    pub containers: Containers,
+    pub events: Events,
+}
+
+impl Daemon {
+    /// Opens the stores under the data root and brings the container records up to date.
+    pub fn open(config: Config) -> Result<Arc<Self>, EngineError> {
+        std::fs::create_dir_all(&config.data_root).map_err(|e| {
+            EngineError::internal(format!(
+                "create data root {}: {e}",
+                config.data_root.display()
+            ))
+        })?;
+        std::fs::create_dir_all(&config.exec_root).map_err(|e| {
+            EngineError::internal(format!(
+                "create exec root {}: {e}",
+                config.exec_root.display()
+            ))
+        })?;
+        let images = berth_image::image::ImageStore::open(&config.data_root).map_err(|e| {
+            EngineError::internal(format!(
+                "open the image store in {}: {e}",
+                config.data_root.display()
+            ))
+        })?;
+        let image_service = ImageService::new(&config)?;
+        let containers = Containers::open(&config)?;
+        Ok(Arc::new(Self {
+            config,
+            images,
+            image_service,
+            containers,
+            events: Events::new(),
+        }))
+    }
+}
