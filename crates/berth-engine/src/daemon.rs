@@ -12,7 +12,8 @@ use crate::images::ImageService;
 /// What the handlers share.
 pub struct Daemon {
     pub config: Config,
-    pub images: berth_image::image::ImageStore,
+    /// Shared with pull and push tasks, which hold it across awaits.
+    pub images: Arc<berth_image::image::ImageStore>,
     /// Registry access (mirrors, credentials) and image operations that stream progress.
     pub image_service: ImageService,
     pub containers: Containers,
@@ -34,12 +35,14 @@ impl Daemon {
                 config.exec_root.display()
             ))
         })?;
-        let images = berth_image::image::ImageStore::open(&config.data_root).map_err(|e| {
-            EngineError::internal(format!(
-                "open the image store in {}: {e}",
-                config.data_root.display()
-            ))
-        })?;
+        let images = berth_image::image::ImageStore::open(&config.data_root)
+            .map(Arc::new)
+            .map_err(|e| {
+                EngineError::internal(format!(
+                    "open the image store in {}: {e}",
+                    config.data_root.display()
+                ))
+            })?;
         let image_service = ImageService::new(&config)?;
         let containers = Containers::open(&config)?;
         Ok(Arc::new(Self {

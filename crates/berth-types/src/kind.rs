@@ -12,6 +12,8 @@ pub enum ErrorKind {
     Conflict,
     /// The caller lacks the privilege the request needs (HTTP 403).
     PermissionDenied,
+    /// Credentials are missing or wrong, e.g. a registry login (HTTP 401).
+    Unauthorized,
     /// The object is already in the asked state: start of a running container (HTTP 304).
     NotModified,
     /// The host or kernel lacks a feature the request needs (HTTP 501).
@@ -26,6 +28,7 @@ impl ErrorKind {
         match self {
             ErrorKind::InvalidArgument => 400,
             ErrorKind::NotModified => 304,
+            ErrorKind::Unauthorized => 401,
             ErrorKind::PermissionDenied => 403,
             ErrorKind::NotFound => 404,
             ErrorKind::Conflict => 409,
