@@ -1,39 +1,55 @@
-//! berth-shim: one small process per container, started by berthd, that outlives it.
+//! berth-shim: one small process per container, and one per `docker exec` process, started by
+//! berthd, that outlives it.
 //!
-//! It creates the container (through the runtime library, so the init is its child), owns the
-//! container's stdio (pipes, or a pty received over a private console socket), writes every
-//! output line to the json-file log, serves attach/resize/kill on a unix socket, and when the
-//! init exits records the exit status atomically in `<dir>/exit`, deletes the OCI container and
-//! exits. Single-threaded and event-driven (epoll): no tokio, no threads, a few hundred KiB.
+//! Container mode creates the container (through the runtime library, so the init is its
+//! child), owns the container's stdio (pipes, or a pty received over a private console socket),
+//! writes every output line to the json-file log, serves attach/resize/kill/start on a unix
+//! socket, and when the init exits records the exit status atomically in `<dir>/exit`, deletes
+//! the OCI container and exits. Exec mode does the same for one process run in an existing
+//! running container (`Container::exec`), without a log unless asked (Docker logs no exec
+//! output), and without deleting anything. Single-threaded and event-driven (epoll, see
+//! `serve.rs`): no tokio, no threads, a few hundred KiB. The protocol is in
+//! `berth_runtime::shim`.
 //!
 //! Usage (what berthd passes):
 //!   berth-shim --id ID --bundle DIR --state-root DIR --dir DIR --log PATH
 //!              [--log-max-size BYTES] [--log-max-files N] [--tty] [--stdin] [--no-start]
 //!              [--ready-fd N]
+//!   berth-shim --exec --id CONTAINER_ID --state-root DIR --dir EXEC_DIR --process PROCESS_JSON
+//!              [--log PATH [--log-max-size BYTES] [--log-max-files N]] [--tty] [--stdin]
+//!              [--no-start] [--ready-fd N]
+//! PROCESS_JSON is a file holding an OCI runtime-spec `process` object; `--tty` decides whether
+//! it gets a terminal (its `terminal` field is overridden).
 //! The ready fd (default 3) receives one JSON line, `{"pid":N}` or `{"error":"..."}`: read one
 //! line, not to EOF (a created container's init holds a copy of the fd until it execs).
-//! With --no-start the container waits in "created" until a client sends `{"type":"start"}`
-//! (berthd attaches first, so no output is lost).
+//! With --no-start the container waits in "created" (an exec process is not started at all and
+//! the ready line is `{"pid":0}`) until a client sends `{"type":"start"}` (berthd attaches
+//! first, so no output is lost).
 
-use std::io::{Read, Write};
+mod serve;
+
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::PathBuf;
-use std::time::Duration;
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
 
+use berth_runtime::console::ConsoleListener;
 use berth_runtime::container::CreateOpts;
-use berth_runtime::shim::log::{JsonLog, Stream};
-use berth_runtime::shim::{frame_header, ExitRecord, Request as Req, STREAM_STDERR, STREAM_STDOUT};
-use berth_runtime::Container;
-use rustix::event::epoll;
+use berth_runtime::shim::log::JsonLog;
+use berth_runtime::shim::{ExitRecord, Ready};
+use berth_runtime::{Container, RuntimeError, Status};
+use oci_spec::runtime::Process;
+
+use serve::{Shim, Task};
 
 #[derive(Debug, Default)]
 struct Args {
+    exec: bool,
     id: String,
     bundle: PathBuf,
     state_root: PathBuf,
     dir: PathBuf,
-    log: PathBuf,
+    log: Option<PathBuf>,
+    process: PathBuf,
     log_max_size: u64,
     log_max_files: u32,
     tty: bool,
@@ -52,11 +68,13 @@ fn parse_args() -> Result<Args, String> {
     while let Some(k) = it.next() {
         let mut val = || it.next().ok_or_else(|| format!("{k} needs a value"));
         match k.as_str() {
+            "--exec" => a.exec = true,
             "--id" => a.id = val()?,
             "--bundle" => a.bundle = val()?.into(),
             "--state-root" => a.state_root = val()?.into(),
             "--dir" => a.dir = val()?.into(),
-            "--log" => a.log = val()?.into(),
+            "--log" => a.log = Some(val()?.into()),
+            "--process" => a.process = val()?.into(),
             "--log-max-size" => {
                 a.log_max_size = val()?.parse().map_err(|e| format!("--log-max-size: {e}"))?
             }
@@ -72,13 +90,36 @@ fn parse_args() -> Result<Args, String> {
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
-    for (name, empty) in [
+    let (id, root, dir) = (
         ("--id", a.id.is_empty()),
-        ("--bundle", a.bundle.as_os_str().is_empty()),
         ("--state-root", a.state_root.as_os_str().is_empty()),
         ("--dir", a.dir.as_os_str().is_empty()),
-        ("--log", a.log.as_os_str().is_empty()),
-    ] {
+    );
+    let required = if a.exec {
+        if !a.bundle.as_os_str().is_empty() {
+            return Err(
+                "--bundle is for container mode: --exec runs in the container named by --id".into(),
+            );
+        }
+        vec![
+            id,
+            root,
+            dir,
+            ("--process", a.process.as_os_str().is_empty()),
+        ]
+    } else {
+        if !a.process.as_os_str().is_empty() {
+            return Err("--process needs --exec".into());
+        }
+        vec![
+            id,
+            ("--bundle", a.bundle.as_os_str().is_empty()),
+            root,
+            dir,
+            ("--log", a.log.is_none()),
+        ]
+    };
+    for (name, empty) in required {
         if empty {
             return Err(format!("{name} is required"));
         }
@@ -105,10 +146,8 @@ fn main() {
     // SAFETY: single-threaded here; the child continues with a copy of this thread only.
     match unsafe { libc::fork() } {
         -1 => {
-            report(
-                ready.as_ref(),
-                &serde_json::json!({"error": format!("fork: {}", std::io::Error::last_os_error())}),
-            );
+            let e = format!("fork: {}", std::io::Error::last_os_error());
+            report(ready.as_ref(), &Ready::Error { error: e });
             std::process::exit(1);
         }
         0 => {}
@@ -118,16 +157,16 @@ fn main() {
     let code = match run(&args, ready) {
         Ok(code) => code,
         Err((ready, e)) => {
-            report(ready.as_ref(), &serde_json::json!({"error": e}));
+            report(ready.as_ref(), &Ready::Error { error: e });
             1
         }
     };
     std::process::exit(code);
 }
 
-fn report(fd: Option<&OwnedFd>, v: &serde_json::Value) {
+fn report(fd: Option<&OwnedFd>, v: &Ready) {
     if let Some(fd) = fd {
-        let mut line = v.to_string();
+        let mut line = serde_json::to_string(v).unwrap_or_default();
         line.push('\n');
         let _ = berth_runtime::sys::write_all(fd.as_fd(), line.as_bytes());
     }
@@ -147,30 +186,74 @@ fn dup_onto(fd: RawFd, target: RawFd) -> std::io::Result<()> {
     Ok(())
 }
 
-fn set_nonblocking(fd: &impl AsFd) {
-    if let Ok(fl) = rustix::fs::fcntl_getfl(fd) {
-        let _ = rustix::fs::fcntl_setfl(fd, fl | rustix::fs::OFlags::NONBLOCK);
+/// The stdio of the shim's process: the ends it gets as fds 0, 1, 2 when it is spawned, and
+/// ours (output read ends or, once received, the terminal's master; the stdin write end).
+pub struct Stdio {
+    /// The process's fds 0, 1, 2 (None: /dev/null), handed over by [`Stdio::spawn`].
+    child: [Option<OwnedFd>; 3],
+    devnull: OwnedFd,
+    /// Stdout's read end, or the terminal's master.
+    pub out: Option<OwnedFd>,
+    pub err: Option<OwnedFd>,
+    pub stdin_w: Option<OwnedFd>,
+    /// Where the terminal's master arrives from, until it has.
+    pub console: Option<ConsoleListener>,
+}
+
+impl Stdio {
+    fn new(tty: bool, stdin: bool, dir: &Path) -> Result<Self, String> {
+        let devnull = berth_runtime::sys::open(Path::new("/dev/null"), libc::O_RDWR, 0)
+            .map_err(|e| format!("cannot open /dev/null: {e}"))?;
+        let mut s = Stdio {
+            child: [None, None, None],
+            devnull,
+            out: None,
+            err: None,
+            stdin_w: None,
+            console: None,
+        };
+        if tty {
+            s.console = Some(ConsoleListener::new(dir).map_err(|e| e.to_string())?);
+            return Ok(s);
+        }
+        let io = (|| -> std::io::Result<()> {
+            let (out_r, out_w) = pipe()?;
+            let (err_r, err_w) = pipe()?;
+            if stdin {
+                let (in_r, in_w) = pipe()?;
+                s.child[0] = Some(in_r);
+                s.stdin_w = Some(in_w);
+            }
+            s.child[1] = Some(out_w);
+            s.child[2] = Some(err_w);
+            s.out = Some(out_r);
+            s.err = Some(err_r);
+            Ok(())
+        })();
+        io.map_err(|e| format!("cannot set up stdio pipes: {e}"))?;
+        Ok(s)
+    }
+
+    /// Points our fds 0, 1, 2 at /dev/null, so that the shim holds nothing of its launcher's.
+    fn detach(&self) {
+        for fd in 0..3 {
+            let _ = dup_onto(self.devnull.as_raw_fd(), fd);
+        }
+    }
+
+    /// Runs `spawn` with the process's ends as our fds 0, 1, 2 (what a child inherits), then
+    /// puts /dev/null back and drops those ends: EOF on ours then means the process closed its.
+    pub fn spawn<T>(&mut self, spawn: impl FnOnce() -> T) -> std::io::Result<T> {
+        let setup = (0..3).try_for_each(|fd| {
+            let src = self.child[fd].as_ref().unwrap_or(&self.devnull);
+            dup_onto(src.as_raw_fd(), fd as RawFd)
+        });
+        let r = setup.map(|()| spawn());
+        self.detach();
+        self.child = [None, None, None];
+        r
     }
 }
-
-/// What the container's output comes from.
-enum Output {
-    Pipes { out: OwnedFd, err: OwnedFd },
-    Tty { master: OwnedFd },
-}
-
-struct Client {
-    conn: UnixStream,
-    stdout: bool,
-    stderr: bool,
-    stdin: bool,
-}
-
-const TOK_PID: u64 = 0;
-const TOK_OUT: u64 = 1;
-const TOK_ERR: u64 = 2;
-const TOK_LISTEN: u64 = 3;
-const TOK_CLIENT: u64 = 100;
 
 fn run(a: &Args, ready: Option<OwnedFd>) -> Result<i32, Fail> {
     let fail = |ready: Option<OwnedFd>, e: String| -> Fail { (ready, e) };
@@ -180,8 +263,17 @@ fn run(a: &Args, ready: Option<OwnedFd>) -> Result<i32, Fail> {
             format!("cannot create {}: {e}", a.dir.display()),
         ));
     }
-    // The container's processes are in its own pid namespace; its init is our child. Being a
-    // subreaper also collects `exec` processes whose runtime exited.
+    // In exec mode, the container must be there and running before anything is made.
+    let exec = if a.exec {
+        match load_exec(a) {
+            Ok(x) => Some(x),
+            Err(e) => return Err(fail(ready, e)),
+        }
+    } else {
+        None
+    };
+    // The process is our child; being a subreaper also collects what it leaves behind outside
+    // the container's pid namespace.
     // SAFETY: prctl(PR_SET_CHILD_SUBREAPER) takes plain integers.
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
     let sock_path = a.dir.join("sock");
@@ -195,411 +287,230 @@ fn run(a: &Args, ready: Option<OwnedFd>) -> Result<i32, Fail> {
             ))
         }
     };
-    let mut log = match JsonLog::open(&a.log, a.log_max_size, a.log_max_files) {
-        Ok(l) => l,
+    let log = match &a.log {
+        Some(p) => match JsonLog::open(p, a.log_max_size, a.log_max_files) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                let _ = std::fs::remove_file(&sock_path);
+                return Err(fail(ready, format!("cannot open log {}: {e}", p.display())));
+            }
+        },
+        None => None,
+    };
+    let stdio = match Stdio::new(a.tty, a.stdin, &a.dir) {
+        Ok(s) => s,
         Err(e) => {
-            return Err(fail(
-                ready,
-                format!("cannot open log {}: {e}", a.log.display()),
-            ))
+            let _ = std::fs::remove_file(&sock_path);
+            return Err(fail(ready, e));
         }
     };
+    stdio.detach();
 
-    // The container's stdio: our fds 0, 1, 2 at clone time.
-    let devnull = match berth_runtime::sys::open(std::path::Path::new("/dev/null"), libc::O_RDWR, 0)
-    {
-        Ok(f) => f,
-        Err(e) => return Err(fail(ready, format!("cannot open /dev/null: {e}"))),
-    };
-    let mut stdin_w: Option<OwnedFd> = None;
-    let mut console = None;
-    let mut pipes = None;
-    let setup = (|| -> std::io::Result<()> {
-        if a.tty {
-            console = Some(
-                berth_runtime::console::ConsoleListener::new(&a.dir)
-                    .map_err(|e| std::io::Error::other(e.to_string()))?,
-            );
-            for fd in 0..3 {
-                dup_onto(devnull.as_raw_fd(), fd)?;
+    let (shim, oom_before) = match exec {
+        Some((container, process, init_fd)) => {
+            let task = Task::Exec {
+                container,
+                process: Box::new(process),
+                started: false,
+            };
+            let mut shim = match Shim::new(a.tty, task, stdio, log, listener) {
+                Ok(s) => s,
+                Err(e) => {
+                    let _ = std::fs::remove_file(&sock_path);
+                    return Err(fail(
+                        ready,
+                        format!("cannot set up the shim's event loop: {e}"),
+                    ));
+                }
+            };
+            // Until the exec process starts, the container's init exiting means it never will.
+            if let Err(e) = shim.watch_init(init_fd) {
+                let _ = std::fs::remove_file(&sock_path);
+                return Err(fail(
+                    ready,
+                    format!("cannot watch container {:?}: {e}", a.id),
+                ));
             }
-        } else {
-            let (out_r, out_w) = pipe()?;
-            let (err_r, err_w) = pipe()?;
-            if a.stdin {
-                let (in_r, in_w) = pipe()?;
-                dup_onto(in_r.as_raw_fd(), 0)?;
-                stdin_w = Some(in_w);
-            } else {
-                dup_onto(devnull.as_raw_fd(), 0)?;
+            if !a.no_start {
+                if let Err(e) = shim.start() {
+                    // The process could not start: the error line, then its exit record
+                    // (126/127) like any other exit.
+                    report(ready.as_ref(), &Ready::Error { error: e });
+                    drop(ready);
+                    finish(a, shim, None);
+                    return Ok(1);
+                }
             }
-            dup_onto(out_w.as_raw_fd(), 1)?;
-            dup_onto(err_w.as_raw_fd(), 2)?;
-            pipes = Some((out_r, err_r));
+            (shim, None)
         }
-        Ok(())
-    })();
-    if let Err(e) = setup {
-        return Err(fail(
-            ready,
-            format!("cannot set up the container's stdio: {e}"),
-        ));
+        None => match start_container(a, stdio, log, listener) {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = std::fs::remove_file(&sock_path);
+                return Err(fail(ready, e));
+            }
+        },
+    };
+    report(ready.as_ref(), &Ready::Pid { pid: shim.pid });
+    drop(ready);
+    // Setting up used heap that is free now: give it back, the shim stays small for the
+    // process's whole life.
+    // SAFETY: malloc_trim only releases free memory at the top of the heap and in free chunks.
+    unsafe { libc::malloc_trim(0) };
+    finish(a, shim, oom_before);
+    Ok(0)
+}
+
+/// Serves until the process exits, then leaves its exit record, cleans up, and only then closes
+/// the attached clients' connections (a watcher's EOF means the record is there).
+fn finish(a: &Args, mut shim: Shim, oom_before: Option<u64>) {
+    let code = shim.serve();
+    if let Some(log) = shim.log.as_mut() {
+        let _ = log.flush_partial();
     }
+    let oom_killed = match (&shim.task, oom_before) {
+        (Task::Container(c), Some(before)) => c
+            .state
+            .cgroup
+            .as_ref()
+            .and_then(|cg| cg.oom_kills().ok())
+            .is_some_and(|after| after > before),
+        _ => false,
+    };
+    let rec = ExitRecord {
+        pid: shim.pid,
+        exit_code: code,
+        exited_at: berth_runtime::container::rfc3339_now(),
+        oom_killed,
+    };
+    let _ = rec.write(&a.dir);
+    if let Task::Container(c) = &shim.task {
+        let _ = c.clone().delete(true);
+    }
+    let _ = std::fs::remove_file(a.dir.join("sock"));
+    drop(shim);
+}
+
+/// Container mode: creates (and unless --no-start starts) the container; returns the shim and
+/// the cgroup's OOM-kill count before the container ran.
+fn start_container(
+    a: &Args,
+    mut stdio: Stdio,
+    log: Option<JsonLog>,
+    listener: UnixListener,
+) -> Result<(Shim, Option<u64>), String> {
     let opts = CreateOpts {
         id: a.id.clone(),
         bundle: a.bundle.clone(),
-        console_socket: console.as_ref().map(|c| c.path.clone()),
+        console_socket: stdio.console.as_ref().map(|c| c.path.clone()),
         start_now: !a.no_start && !a.tty,
         ..Default::default()
     };
-    let created = Container::create(&a.state_root, &opts);
-    // The container holds its ends now: ours become /dev/null again, so that EOF on the pipes
-    // means the container closed them.
-    for fd in 0..3 {
-        let _ = dup_onto(devnull.as_raw_fd(), fd);
-    }
-    let mut container = match created {
-        Ok(c) => c,
-        Err(e) => return Err(fail(ready, e.to_string())),
-    };
-    let output = match (pipes, &console) {
-        (Some((out, err)), _) => Output::Pipes { out, err },
-        (None, Some(c)) => match c.receive_master() {
-            Ok(master) => Output::Tty { master },
+    let mut container = stdio
+        .spawn(|| Container::create(&a.state_root, &opts))
+        .map_err(|e| format!("cannot set up the container's stdio: {e}"))?
+        .map_err(|e| e.to_string())?;
+    if let Some(console) = stdio.console.take() {
+        match console.receive_master() {
+            Ok(master) => stdio.out = Some(master),
             Err(e) => {
                 let _ = container.delete(true);
-                return Err(fail(ready, e.to_string()));
+                return Err(e.to_string());
             }
-        },
-        (None, None) => {
-            let _ = container.delete(true);
-            return Err(fail(ready, "no stdio for the container".into()));
-        }
-    };
-    drop(console);
-    if a.tty && !a.no_start {
-        if let Err(e) = container.start() {
-            let _ = container.clone().delete(true);
-            return Err(fail(ready, e.to_string()));
         }
     }
-    let pid = container.state.pid;
+    if a.tty && !a.no_start {
+        if let Err(e) = container.start() {
+            let _ = container.delete(true);
+            return Err(e.to_string());
+        }
+    }
     let oom_before = container
         .state
         .cgroup
         .as_ref()
         .and_then(|c| c.oom_kills().ok())
         .unwrap_or(0);
-    report(ready.as_ref(), &serde_json::json!({"pid": pid}));
-    drop(ready);
-    // Creating the container used heap that is free now: give it back, the shim stays small
-    // for the container's whole life.
-    // SAFETY: malloc_trim only releases free memory at the top of the heap and in free chunks.
-    unsafe { libc::malloc_trim(0) };
-
-    let code = serve(a, &mut container, &mut log, output, stdin_w, listener).unwrap_or(255);
-    let _ = log.flush_partial();
-    let oom_after = container
-        .state
-        .cgroup
-        .as_ref()
-        .and_then(|c| c.oom_kills().ok())
-        .unwrap_or(0);
-    let rec = ExitRecord {
-        pid,
-        exit_code: code,
-        exited_at: berth_runtime::container::rfc3339_now(),
-        oom_killed: oom_after > oom_before,
-    };
-    let _ = rec.write(&a.dir);
-    let _ = container.delete(true);
-    let _ = std::fs::remove_file(&sock_path);
-    Ok(0)
-}
-
-/// The event loop; returns the init's exit code (128 + signal when killed).
-fn serve(
-    a: &Args,
-    container: &mut Container,
-    log: &mut JsonLog,
-    output: Output,
-    mut stdin_w: Option<OwnedFd>,
-    listener: UnixListener,
-) -> std::io::Result<i32> {
     let pid = container.state.pid;
-    let ep = epoll::create(epoll::CreateFlags::CLOEXEC)?;
-    let pidfd = rustix::process::pidfd_open(
-        rustix::process::Pid::from_raw(pid).ok_or(std::io::ErrorKind::InvalidInput)?,
-        rustix::process::PidfdFlags::empty(),
-    )?;
-    epoll::add(
-        &ep,
-        &pidfd,
-        epoll::EventData::new_u64(TOK_PID),
-        epoll::EventFlags::IN,
-    )?;
-    let (out_fd, err_fd, tty_master) = match &output {
-        Output::Pipes { out, err } => (out.as_fd(), Some(err.as_fd()), None),
-        Output::Tty { master } => (master.as_fd(), None, Some(master.as_fd())),
-    };
-    set_nonblocking(&out_fd);
-    epoll::add(
-        &ep,
-        out_fd,
-        epoll::EventData::new_u64(TOK_OUT),
-        epoll::EventFlags::IN,
-    )?;
-    if let Some(e) = err_fd {
-        set_nonblocking(&e);
-        epoll::add(
-            &ep,
-            e,
-            epoll::EventData::new_u64(TOK_ERR),
-            epoll::EventFlags::IN,
-        )?;
-    }
-    listener.set_nonblocking(true)?;
-    epoll::add(
-        &ep,
-        &listener,
-        epoll::EventData::new_u64(TOK_LISTEN),
-        epoll::EventFlags::IN,
-    )?;
-
-    let mut clients: Vec<Option<Client>> = Vec::new();
-    let mut open = [true, err_fd.is_some()];
-    let mut exit: Option<i32> = None;
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut events = Vec::with_capacity(16);
-    loop {
-        if let Some(code) = exit {
-            if !open[0] && !open[1] {
-                return Ok(code);
-            }
-        }
-        events.clear();
-        // After the init exits, give the streams a moment to drain (other processes of the
-        // container die with it), then stop.
-        let timeout = exit.map(|_| rustix::event::Timespec {
-            tv_sec: 2,
-            tv_nsec: 0,
-        });
-        let n = match epoll::wait(
-            &ep,
-            rustix::buffer::spare_capacity(&mut events),
-            timeout.as_ref(),
-        ) {
-            Ok(n) => n,
-            Err(rustix::io::Errno::INTR) => continue,
-            Err(e) => return Err(e.into()),
-        };
-        if n == 0 {
-            if let Some(code) = exit {
-                return Ok(code);
-            }
-            continue;
-        }
-        for ev in events.iter() {
-            let tok = ev.data.u64();
-            match tok {
-                TOK_PID => {
-                    let mut status = 0;
-                    // SAFETY: waitpid writes the status into our local; the pid is our child.
-                    if unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } == pid {
-                        exit = Some(if libc::WIFEXITED(status) {
-                            libc::WEXITSTATUS(status)
-                        } else if libc::WIFSIGNALED(status) {
-                            128 + libc::WTERMSIG(status)
-                        } else {
-                            255
-                        });
-                    }
-                    let _ = epoll::delete(&ep, &pidfd);
-                    // Reap anything else that was reparented to us.
-                    // SAFETY: waitpid(-1, WNOHANG) only collects exited children of ours.
-                    while unsafe { libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) } > 0 {}
-                }
-                TOK_OUT | TOK_ERR => {
-                    let (fd, stream, idx) = if tok == TOK_OUT {
-                        (out_fd, Stream::Stdout, 0)
-                    } else {
-                        (err_fd.unwrap_or(out_fd), Stream::Stderr, 1)
-                    };
-                    match rustix::io::read(fd, &mut buf) {
-                        Ok(0) | Err(rustix::io::Errno::IO) => {
-                            let _ = epoll::delete(&ep, fd);
-                            open[idx] = false;
-                        }
-                        Ok(n) => {
-                            let data = &buf[..n];
-                            let _ = log.write(stream, data);
-                            broadcast(&mut clients, stream, data, a.tty);
-                        }
-                        Err(rustix::io::Errno::AGAIN) | Err(rustix::io::Errno::INTR) => {}
-                        Err(_) => {
-                            let _ = epoll::delete(&ep, fd);
-                            open[idx] = false;
-                        }
-                    }
-                }
-                TOK_LISTEN => {
-                    while let Ok((conn, _)) = listener.accept() {
-                        if let Some(c) = handle_request(conn, container, tty_master, &mut stdin_w) {
-                            let slot = clients
-                                .iter()
-                                .position(|c| c.is_none())
-                                .unwrap_or(clients.len());
-                            if c.stdin {
-                                let _ = epoll::add(
-                                    &ep,
-                                    &c.conn,
-                                    epoll::EventData::new_u64(TOK_CLIENT + slot as u64),
-                                    epoll::EventFlags::IN,
-                                );
-                            }
-                            if slot == clients.len() {
-                                clients.push(Some(c));
-                            } else {
-                                clients[slot] = Some(c);
-                            }
-                        }
-                    }
-                }
-                t if t >= TOK_CLIENT => {
-                    let slot = (t - TOK_CLIENT) as usize;
-                    let Some(Some(c)) = clients.get_mut(slot) else {
-                        continue;
-                    };
-                    match c.conn.read(&mut buf) {
-                        Ok(0) | Err(_) => {
-                            // The client is done sending: the container's stdin ends too.
-                            let _ = epoll::delete(&ep, &c.conn);
-                            c.stdin = false;
-                            stdin_w = None;
-                        }
-                        Ok(n) => {
-                            let target = tty_master.or(stdin_w.as_ref().map(|f| f.as_fd()));
-                            if let Some(t) = target {
-                                let _ = berth_runtime::sys::write_all(t, &buf[..n]);
-                            }
-                        }
-                    }
-                }
-                _ => {}
-            }
-        }
-    }
-}
-
-/// Sends output to every attached client that wants it; a client that cannot take it is dropped.
-fn broadcast(clients: &mut [Option<Client>], stream: Stream, data: &[u8], tty: bool) {
-    for slot in clients.iter_mut() {
-        let Some(c) = slot else { continue };
-        let wanted = match stream {
-            Stream::Stdout => c.stdout,
-            Stream::Stderr => c.stderr,
-        };
-        if !wanted {
-            continue;
-        }
-        let r = if tty {
-            c.conn.write_all(data)
-        } else {
-            let kind = if stream == Stream::Stdout {
-                STREAM_STDOUT
-            } else {
-                STREAM_STDERR
-            };
-            c.conn
-                .write_all(&frame_header(kind, data.len()))
-                .and_then(|_| c.conn.write_all(data))
-        };
-        if r.is_err() {
-            *slot = None;
-        }
-    }
-}
-
-/// Reads a client's request line and acts on it; an attach returns the client to keep.
-fn handle_request(
-    mut conn: UnixStream,
-    container: &mut Container,
-    tty_master: Option<std::os::fd::BorrowedFd<'_>>,
-    stdin_w: &mut Option<OwnedFd>,
-) -> Option<Client> {
-    let _ = conn.set_nonblocking(false);
-    let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
-    let _ = conn.set_write_timeout(Some(Duration::from_secs(5)));
-    let mut line = Vec::new();
-    let mut byte = [0u8; 1];
-    while line.len() < 4096 {
-        match conn.read(&mut byte) {
-            Ok(1) if byte[0] == b'\n' => break,
-            Ok(1) => line.push(byte[0]),
-            _ => return None,
-        }
-    }
-    let reply = |conn: &mut UnixStream, r: Result<(), String>| {
-        let v = match r {
-            Ok(()) => serde_json::json!({"ok": true}),
-            Err(e) => serde_json::json!({"error": e}),
-        };
-        let _ = conn.write_all(format!("{v}\n").as_bytes());
-    };
-    let req: Req = match serde_json::from_slice(&line) {
-        Ok(r) => r,
+    let mut shim = match Shim::new(
+        a.tty,
+        Task::Container(container.clone()),
+        stdio,
+        log,
+        listener,
+    ) {
+        Ok(s) => s,
         Err(e) => {
-            reply(&mut conn, Err(format!("bad request: {e}")));
-            return None;
+            let _ = container.delete(true);
+            return Err(format!("cannot set up the shim's event loop: {e}"));
         }
     };
-    match req {
-        Req::Attach {
-            stdin,
-            stdout,
-            stderr,
-        } => {
-            reply(&mut conn, Ok(()));
-            let _ = conn.set_read_timeout(None);
-            let _ = conn.set_nonblocking(false);
-            Some(Client {
-                conn,
-                stdout,
-                stderr,
-                stdin,
-            })
+    shim.pid = pid;
+    if let Err(e) = shim.watch_pid(pid) {
+        let _ = container.delete(true);
+        return Err(format!(
+            "cannot watch the container's init (pid {pid}): {e}"
+        ));
+    }
+    Ok((shim, Some(oom_before)))
+}
+
+/// Exec mode, before anything is made: the container (running), the process to run in it, and
+/// a pidfd of the container's init.
+fn load_exec(a: &Args) -> Result<(Container, Process, OwnedFd), String> {
+    let container = match Container::load(&a.state_root, &a.id) {
+        Ok(c) => c,
+        Err(RuntimeError::NotFound(_)) => {
+            return Err(format!(
+                "cannot exec in container {:?}: it does not exist under {} (is it running?)",
+                a.id,
+                a.state_root.display()
+            ))
         }
-        Req::Resize { rows, cols } => {
-            let r = match tty_master {
-                Some(m) => rustix::termios::tcsetwinsize(
-                    m,
-                    rustix::termios::Winsize {
-                        ws_row: rows,
-                        ws_col: cols,
-                        ws_xpixel: 0,
-                        ws_ypixel: 0,
-                    },
-                )
-                .map_err(|e| format!("resize: {e}")),
-                None => Err("the container has no terminal".into()),
-            };
-            reply(&mut conn, r);
-            None
+        Err(e) => return Err(format!("cannot exec in container {:?}: {e}", a.id)),
+    };
+    match container.status() {
+        Status::Running => {}
+        Status::Paused => {
+            return Err(format!(
+                "cannot exec in container {:?}: it is paused: unpause it first",
+                a.id
+            ))
         }
-        Req::CloseStdin => {
-            *stdin_w = None;
-            reply(&mut conn, Ok(()));
-            None
-        }
-        Req::Kill { signal } => {
-            let r = container.kill(signal, false).map_err(|e| e.to_string());
-            reply(&mut conn, r);
-            None
-        }
-        Req::Start => {
-            let r = container.start().map_err(|e| e.to_string());
-            reply(&mut conn, r);
-            None
+        s => {
+            return Err(format!(
+                "cannot exec in container {:?}: it is {s}, not running: start it first",
+                a.id
+            ))
         }
     }
+    let init = container.state.pid;
+    let init_fd = rustix::process::Pid::from_raw(init)
+        .ok_or(rustix::io::Errno::SRCH)
+        .and_then(|p| rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()))
+        .ok()
+        // Opened after the status check: the pid must still be the container's init.
+        .filter(|_| container.init_alive())
+        .ok_or_else(|| {
+            format!(
+                "cannot exec in container {:?}: it has stopped: start it first",
+                a.id
+            )
+        })?;
+    let text = std::fs::read(&a.process)
+        .map_err(|e| format!("cannot read the process file {}: {e}", a.process.display()))?;
+    let mut process: Process = serde_json::from_slice(&text).map_err(|e| {
+        format!(
+            "{} is not an OCI runtime-spec process object: {e}",
+            a.process.display()
+        )
+    })?;
+    if process.args().as_ref().is_none_or(|v| v.is_empty()) {
+        return Err(format!(
+            "{}: process.args is empty: name the program to run",
+            a.process.display()
+        ));
+    }
+    process.set_terminal(Some(a.tty));
+    Ok((container, process, init_fd))
 }
