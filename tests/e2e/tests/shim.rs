@@ -301,3 +301,404 @@ fn bad_requests_and_bad_bundles_get_clear_errors() -> Result<()> {
     assert!(err.contains("--bundle is required"), "{err}");
     Ok(())
 }
+
+// --- exec mode -------------------------------------------------------------------------------
+
+/// A running container served by a container-mode shim, to exec into. The runtime's Drop
+/// force-deletes it (which ends the shim and any exec shims) even when a test fails.
+fn running_container(rt: &Runtime, prefix: &str) -> Result<(String, Shim, Bundle)> {
+    let id = rt.id(prefix);
+    let b = bundle(&["sleep", "1000"])?;
+    let shim = launch(rt, &b, &id, &[])?;
+    ensure!(
+        shim.ready["pid"].as_i64().unwrap_or(0) > 0,
+        "{}",
+        shim.ready
+    );
+    Ok((id, shim, b))
+}
+
+/// The OCI `process` object berthd would write for `docker exec` of `args`.
+fn exec_process(args: &[&str]) -> Value {
+    common::base_config(args)["process"].clone()
+}
+
+/// Launches an exec-mode shim running `process` in container `id` and waits for its ready line.
+fn launch_exec(rt: &Runtime, id: &str, process: &Value, extra: &[&str]) -> Result<Shim> {
+    let name = rt.id("exec");
+    let dir = rt.root.path().join(&name);
+    let pjson = rt.root.path().join(format!("{name}.json"));
+    std::fs::write(&pjson, serde_json::to_vec(process)?)?;
+    let mut fds = [0; 2];
+    // SAFETY: pipe writes two fds into our array.
+    ensure!(unsafe { libc::pipe(fds.as_mut_ptr()) } == 0, "pipe");
+    // SAFETY: both fds were just created and are owned by nothing else.
+    let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let status = Command::new(shim_bin())
+        .args(["--exec", "--id", id, "--state-root"])
+        .arg(rt.root.path())
+        .arg("--dir")
+        .arg(&dir)
+        .arg("--process")
+        .arg(&pjson)
+        .args(["--ready-fd", &w.as_raw_fd().to_string()])
+        .args(extra)
+        .status()?;
+    ensure!(status.success(), "the launcher exited with {status}");
+    drop(w);
+    let mut text = String::new();
+    BufReader::new(std::fs::File::from(r)).read_line(&mut text)?;
+    let ready: Value =
+        serde_json::from_str(text.trim()).with_context(|| format!("ready line {text:?}"))?;
+    Ok(Shim {
+        log: dir.join("no-log"),
+        dir,
+        ready,
+    })
+}
+
+/// Reads one 8-byte-framed chunk: (stream, data), None at EOF.
+fn read_frame(c: &mut UnixStream) -> Result<Option<(u8, String)>> {
+    let mut h = [0u8; 8];
+    match c.read_exact(&mut h) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e.into()),
+    }
+    let mut data = vec![0u8; u32::from_be_bytes([h[4], h[5], h[6], h[7]]) as usize];
+    c.read_exact(&mut data)?;
+    Ok(Some((h[0], String::from_utf8(data)?)))
+}
+
+/// Reads a terminal attach until `needle` shows up (or EOF); returns all that was read.
+fn read_until(c: &mut UnixStream, needle: &str) -> Result<String> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&got).contains(needle) {
+        match c.read(&mut buf)? {
+            0 => break,
+            n => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    Ok(String::from_utf8_lossy(&got).into_owned())
+}
+
+#[test]
+fn exec_output_reaches_an_attach_made_before_start_and_the_exit_is_recorded() -> Result<()> {
+    require_root!();
+    let rt = Runtime::new()?;
+    let (id, ctr, _b) = running_container(&rt, "exec-echo")?;
+    let init = ctr.ready["pid"].as_i64().unwrap_or(0) as i32;
+    let p = exec_process(&["sh", "-c", "echo hi; echo oops >&2"]);
+    let ex = launch_exec(&rt, &id, &p, &["--no-start"])?;
+    assert_eq!(ex.ready, serde_json::json!({"pid": 0}));
+    let (reply, attach) = ex.request(r#"{"type":"attach"}"#)?;
+    assert_eq!(reply["ok"], true, "{reply}");
+    let (reply, watcher) = ex.request(r#"{"type":"attach","stdout":false,"stderr":false}"#)?;
+    assert_eq!(reply["ok"], true, "{reply}");
+    let (reply, _) = ex.request(r#"{"type":"start"}"#)?;
+    assert_eq!(reply["ok"], true, "{reply}");
+    let pid = reply["pid"]
+        .as_i64()
+        .context("the start answer has no pid")?;
+    ensure!(pid > 0 && pid != i64::from(init), "{reply}");
+    let (out, err) = read_frames(attach)?;
+    assert_eq!(out, "hi\n");
+    assert_eq!(err, "oops\n");
+    // The watcher's EOF comes after the exit record is in place.
+    let mut w = watcher;
+    assert_eq!(w.read(&mut [0u8; 16])?, 0);
+    let exit: Value = serde_json::from_slice(&std::fs::read(ex.dir.join("exit"))?)?;
+    assert_eq!(exit["exitCode"], 0);
+    assert_eq!(exit["pid"], pid);
+    assert_eq!(exit["oomKilled"], false);
+    assert!(common::wait_until(Duration::from_secs(5), || !ex
+        .sock()
+        .exists()));
+    // No json-file log for exec output; the container runs on.
+    assert!(!ex.log.exists());
+    assert!(common::pid_alive(init));
+    let reply = ex
+        .request(r#"{"type":"start"}"#)
+        .map(|(r, _)| r)
+        .unwrap_or_default();
+    assert!(reply.is_null(), "the exec shim is gone: {reply}");
+    ctr.request(r#"{"type":"kill","signal":9}"#)?;
+    ctr.exit(Duration::from_secs(10))?;
+    Ok(())
+}
+
+#[test]
+fn exec_exit_codes_and_kill_propagate() -> Result<()> {
+    require_root!();
+    let rt = Runtime::new()?;
+    let (id, ctr, _b) = running_container(&rt, "exec-code")?;
+    // Started right away: the ready line carries the pid.
+    let ex = launch_exec(&rt, &id, &exec_process(&["sh", "-c", "exit 3"]), &[])?;
+    let pid = ex.ready["pid"].as_i64().context("ready line has no pid")?;
+    ensure!(pid > 0, "{}", ex.ready);
+    let exit = ex.exit(Duration::from_secs(10))?;
+    assert_eq!(exit["exitCode"], 3);
+    assert_eq!(exit["pid"], pid);
+
+    let ex = launch_exec(&rt, &id, &exec_process(&["sleep", "1000"]), &[])?;
+    let (reply, _) = ex.request(r#"{"type":"kill","signal":9}"#)?;
+    assert_eq!(reply["ok"], true, "{reply}");
+    assert_eq!(ex.exit(Duration::from_secs(10))?["exitCode"], 137);
+
+    // Kill before start is refused clearly; a start twice too.
+    let ex = launch_exec(&rt, &id, &exec_process(&["true"]), &["--no-start"])?;
+    let (reply, _) = ex.request(r#"{"type":"kill","signal":15}"#)?;
+    assert!(
+        reply["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("not started"),
+        "{reply}"
+    );
+    let (reply, _) = ex.request(r#"{"type":"start"}"#)?;
+    assert_eq!(reply["ok"], true, "{reply}");
+    let reply = ex
+        .request(r#"{"type":"start"}"#)
+        .map(|(r, _)| r)
+        .unwrap_or_default();
+    assert!(reply["ok"] != true, "{reply}");
+    assert_eq!(ex.exit(Duration::from_secs(10))?["exitCode"], 0);
+    ctr.request(r#"{"type":"kill","signal":9}"#)?;
+    ctr.exit(Duration::from_secs(10))?;
+    Ok(())
+}
+
+#[test]
+fn exec_env_cwd_and_user_come_from_the_process_json() -> Result<()> {
+    require_root!();
+    let rt = Runtime::new()?;
+    let (id, ctr, _b) = running_container(&rt, "exec-env")?;
+    let mut p = exec_process(&["sh", "-c", "echo $FOO; pwd; id -u; id -g"]);
+    p["env"] = serde_json::json!(["PATH=/bin:/usr/bin", "FOO=bar baz"]);
+    p["cwd"] = serde_json::json!("/tmp");
+    p["user"] = serde_json::json!({"uid": 1000, "gid": 1001});
+    let ex = launch_exec(&rt, &id, &p, &["--no-start"])?;
+    let (_, attach) = ex.request(r#"{"type":"attach"}"#)?;
+    let (reply, _) = ex.request(r#"{"type":"start"}"#)?;
+    assert_eq!(reply["ok"], true, "{reply}");
+    let (out, err) = read_frames(attach)?;
+    assert_eq!(out, "bar baz\n/tmp\n1000\n1001\n", "stderr: {err}");
+    assert_eq!(ex.exit(Duration::from_secs(10))?["exitCode"], 0);
+    ctr.request(r#"{"type":"kill","signal":9}"#)?;
+    ctr.exit(Duration::from_secs(10))?;
+    Ok(())
+}
+
+#[test]
+fn exec_with_a_terminal_is_resizable_before_and_after_start() -> Result<()> {
+    require_root!();
+    let rt = Runtime::new()?;
+    let (id, ctr, _b) = running_container(&rt, "exec-tty")?;
+    let p = exec_process(&["sh", "-c", "stty size; tty; read x; stty size; echo got:$x"]);
+    let ex = launch_exec(&rt, &id, &p, &["--tty", "--stdin", "--no-start"])?;
+    let (_, mut attach) = ex.request(r#"{"type":"attach","stdin":true}"#)?;
+    // Before start there is no terminal yet: the size is applied when it is made.
+    let (reply, _) = ex.request(r#"{"type":"resize","rows":33,"cols":101}"#)?;
+    assert_eq!(reply["ok"], true, "{reply}");
+    let (reply, _) = ex.request(r#"{"type":"start"}"#)?;
+    assert_eq!(reply["ok"], true, "{reply}");
+    let first = read_until(&mut attach, "/dev/pts/")?;
+    assert!(first.contains("33 101"), "{first:?}");
+    let (reply, _) = ex.request(r#"{"type":"resize","rows":40,"cols":120}"#)?;
+    assert_eq!(reply["ok"], true, "{reply}");
+    attach.write_all(b"typed\n")?;
+    let rest = read_until(&mut attach, "got:typed")?;
+    assert!(rest.contains("40 120"), "{rest:?}");
+    assert!(rest.contains("got:typed\r\n"), "{rest:?}");
+    assert_eq!(ex.exit(Duration::from_secs(10))?["exitCode"], 0);
+
+    // Without --tty, a resize is refused.
+    let ex = launch_exec(&rt, &id, &exec_process(&["true"]), &["--no-start"])?;
+    let (reply, _) = ex.request(r#"{"type":"resize","rows":1,"cols":1}"#)?;
+    assert!(
+        reply["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("no terminal"),
+        "{reply}"
+    );
+    ex.request(r#"{"type":"start"}"#)?;
+    ex.exit(Duration::from_secs(10))?;
+    ctr.request(r#"{"type":"kill","signal":9}"#)?;
+    ctr.exit(Duration::from_secs(10))?;
+    Ok(())
+}
+
+#[test]
+fn exec_stdin_ends_with_close_stdin() -> Result<()> {
+    require_root!();
+    let rt = Runtime::new()?;
+    let (id, ctr, _b) = running_container(&rt, "exec-stdin")?;
+    let ex = launch_exec(
+        &rt,
+        &id,
+        &exec_process(&["cat"]),
+        &["--stdin", "--no-start"],
+    )?;
+    let (_, mut attach) = ex.request(r#"{"type":"attach","stdin":true}"#)?;
+    let (reply, _) = ex.request(r#"{"type":"start"}"#)?;
+    assert_eq!(reply["ok"], true, "{reply}");
+    attach.write_all(b"hello\n")?;
+    assert_eq!(read_frame(&mut attach)?, Some((1, "hello\n".to_string())));
+    // The attach still holds its stdin open: close-stdin ends cat.
+    let (reply, _) = ex.request(r#"{"type":"close-stdin"}"#)?;
+    assert_eq!(reply["ok"], true, "{reply}");
+    assert_eq!(read_frame(&mut attach)?, None);
+    assert_eq!(ex.exit(Duration::from_secs(10))?["exitCode"], 0);
+    ctr.request(r#"{"type":"kill","signal":9}"#)?;
+    ctr.exit(Duration::from_secs(10))?;
+    Ok(())
+}
+
+#[test]
+fn exec_into_a_stopped_or_unknown_container_is_a_clear_error() -> Result<()> {
+    require_root!();
+    let rt = Runtime::new()?;
+    let unknown = rt.id("exec-nope");
+    let ex = launch_exec(&rt, &unknown, &exec_process(&["true"]), &[])?;
+    let e = ex.ready["error"].as_str().unwrap_or("");
+    assert!(
+        e.contains(&unknown) && e.contains("does not exist"),
+        "{}",
+        ex.ready
+    );
+    assert!(!ex.sock().exists() && !ex.dir.join("exit").exists());
+
+    // A container whose init has exited, state still there.
+    let id = rt.id("exec-stopped");
+    let b = Bundle::new(&["true"])?;
+    rt.run_detached(&b, &id)?;
+    ensure!(common::wait_until(Duration::from_secs(10), || rt
+        .state(&id)
+        .is_ok_and(|s| s["status"] == "stopped")));
+    let ex = launch_exec(&rt, &id, &exec_process(&["true"]), &["--no-start"])?;
+    let e = ex.ready["error"].as_str().unwrap_or("");
+    assert!(e.contains(&id) && e.contains("stopped"), "{}", ex.ready);
+    assert!(!ex.sock().exists() && !ex.dir.join("exit").exists());
+
+    // A process file that is not a process object.
+    let (id, ctr, _b) = running_container(&rt, "exec-badjson")?;
+    let ex = launch_exec(&rt, &id, &serde_json::json!({"args": "sh"}), &[])?;
+    let e = ex.ready["error"].as_str().unwrap_or("");
+    assert!(
+        e.contains("not an OCI runtime-spec process"),
+        "{}",
+        ex.ready
+    );
+    ctr.request(r#"{"type":"kill","signal":9}"#)?;
+    ctr.exit(Duration::from_secs(10))?;
+
+    // Arguments.
+    let out = Command::new(shim_bin())
+        .args(["--exec", "--id", "x", "--state-root", "/r", "--dir", "/d"])
+        .output()?;
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--process is required"), "{err}");
+    Ok(())
+}
+
+#[test]
+fn exec_of_a_missing_program_answers_an_error_and_records_127() -> Result<()> {
+    require_root!();
+    let rt = Runtime::new()?;
+    let (id, ctr, _b) = running_container(&rt, "exec-missing")?;
+    // Through start: the requester gets the error line, the attach its EOF after the record.
+    let ex = launch_exec(
+        &rt,
+        &id,
+        &exec_process(&["no-such-program"]),
+        &["--no-start"],
+    )?;
+    let (_, mut attach) = ex.request(r#"{"type":"attach"}"#)?;
+    let (reply, _) = ex.request(r#"{"type":"start"}"#)?;
+    let e = reply["error"].as_str().unwrap_or("");
+    assert!(
+        e.contains("no-such-program") && e.contains("executable file not found"),
+        "{reply}"
+    );
+    assert_eq!(read_frame(&mut attach)?, None);
+    let exit: Value = serde_json::from_slice(&std::fs::read(ex.dir.join("exit"))?)?;
+    assert_eq!(exit["exitCode"], 127);
+    assert_eq!(exit["pid"], 0);
+    assert!(common::wait_until(Duration::from_secs(5), || !ex
+        .sock()
+        .exists()));
+
+    // Started right away: the ready line is the error, and the record says 127 too.
+    let ex = launch_exec(&rt, &id, &exec_process(&["/bin/no-such-program"]), &[])?;
+    let e = ex.ready["error"].as_str().unwrap_or("");
+    assert!(e.contains("no-such-program"), "{}", ex.ready);
+    assert_eq!(ex.exit(Duration::from_secs(10))?["exitCode"], 127);
+
+    // A file that is not executable: 126 or 127 like Docker (the runtime does not tell apart
+    // "missing" and "not executable" yet), never a success.
+    let ex = launch_exec(&rt, &id, &exec_process(&["/etc/passwd"]), &[])?;
+    assert!(ex.ready["error"].is_string(), "{}", ex.ready);
+    let code = ex.exit(Duration::from_secs(10))?["exitCode"].as_i64();
+    assert!(matches!(code, Some(126 | 127)), "{code:?}");
+    assert!(common::pid_alive(
+        ctr.ready["pid"].as_i64().unwrap_or(0) as i32
+    ));
+    ctr.request(r#"{"type":"kill","signal":9}"#)?;
+    ctr.exit(Duration::from_secs(10))?;
+    Ok(())
+}
+
+#[test]
+fn watchers_and_many_attach_clients_see_eof_only_after_the_exit_record() -> Result<()> {
+    require_root!();
+    let rt = Runtime::new()?;
+    let id = rt.id("shim-watch");
+    let b = bundle(&["sh", "-c", "echo one; sleep 0.2; echo two; exit 5"])?;
+    let shim = launch(&rt, &b, &id, &["--no-start"])?;
+    let exit_path = shim.dir.join("exit");
+    let mut readers = Vec::new();
+    for i in 0..12 {
+        let (reply, c) = if i % 2 == 0 {
+            shim.request(r#"{"type":"attach","stdin":false,"stdout":false,"stderr":false}"#)?
+        } else {
+            shim.request(r#"{"type":"attach"}"#)?
+        };
+        assert_eq!(reply["ok"], true, "{reply}");
+        c.set_read_timeout(Some(Duration::from_secs(20)))?;
+        let exit_path = exit_path.clone();
+        readers.push(std::thread::spawn(move || -> Result<String> {
+            let mut c = c;
+            let mut out = Vec::new();
+            c.read_to_end(&mut out)?;
+            // At EOF, the record must already be there: no waiting.
+            ensure!(
+                exit_path.exists(),
+                "EOF before the exit record (client {i})"
+            );
+            Ok(String::from_utf8_lossy(&out).into_owned())
+        }));
+    }
+    // A watcher that hangs up early is forgotten without harm.
+    drop(shim.request(r#"{"type":"attach","stdout":false,"stderr":false}"#)?);
+    let (reply, _) = shim.request(r#"{"type":"start"}"#)?;
+    assert_eq!(reply["ok"], true, "{reply}");
+    for (i, r) in readers.into_iter().enumerate() {
+        let out = r
+            .join()
+            .map_err(|_| anyhow::anyhow!("reader {i} panicked"))??;
+        if i % 2 == 0 {
+            assert_eq!(out, "", "watcher {i} got output");
+        } else {
+            assert!(
+                out.contains("one\n") && out.contains("two\n"),
+                "{i}: {out:?}"
+            );
+        }
+    }
+    assert_eq!(shim.exit(Duration::from_secs(1))?["exitCode"], 5);
+    assert!(reply["pid"].as_i64().unwrap_or(0) > 0, "{reply}");
+    Ok(())
+}
