@@ -1,8 +1,80 @@
-//! berth: the command-line client. It speaks only the public Engine API over berthd's socket; the
-//! daemon arrives with the engine issue, so for now the CLI only says so.
+//! berth: the command-line client. Docker's verbs and flags, spoken over the public Engine API
+//! to berthd's unix socket (or any Docker-compatible daemon's), never around it.
+//!
+//! Exit codes are docker's: 125 for flag errors and daemon errors of run/create, 126/127 when
+//! the command could not be invoked/found, otherwise the container's own code where docker
+//! passes it through (run, start -a, exec, attach) and 1 for a failed command.
 
-fn main() -> anyhow::Result<()> {
-    anyhow::bail!(
-        "berth: the daemon and its client arrive with the engine issue; use berth-runc for now"
-    )
+mod autostart;
+mod client;
+mod cmd;
+mod format;
+mod progress;
+mod stream;
+mod template;
+
+use clap::Parser;
+
+use crate::client::Client;
+use crate::cmd::{Cli, StatusError};
+
+fn main() {
+    let code = real_main();
+    stream::restore_terminal();
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    std::process::exit(code);
+}
+
+fn real_main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            let code = match e.kind() {
+                ErrorKind::DisplayHelp
+                | ErrorKind::DisplayVersion
+                | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => 0,
+                _ => 125,
+            };
+            let _ = e.print();
+            return code;
+        }
+    };
+    let host = client::resolve_host(cli.host.as_deref());
+    let client = match Client::new(host) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("berth: {e:#}");
+            return 125;
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("berth: start the async runtime: {e}");
+            return 125;
+        }
+    };
+    match rt.block_on(cmd::dispatch(cli.cmd, client)) {
+        Ok(code) => code,
+        Err(e) => report(&e),
+    }
+}
+
+/// Prints an error as docker does and gives its exit code.
+fn report(e: &anyhow::Error) -> i32 {
+    stream::restore_terminal();
+    if let Some(s) = e.downcast_ref::<StatusError>() {
+        if !s.message.is_empty() {
+            eprintln!("{}", s.message);
+        }
+        return s.code;
+    }
+    eprintln!("{e:#}");
+    1
 }

@@ -1,0 +1,85 @@
+//! `berth attach CONTAINER`: our stdio to a running container's, exiting with its status.
+
+use anyhow::Result;
+use berth_types::api::ContainerWaitResponse;
+use clap::Args;
+use hyper::Method;
+use serde_json::Value;
+
+use crate::client::{decode, enc, Client};
+use crate::cmd::status;
+use crate::stream;
+
+#[derive(Args, Debug)]
+pub struct AttachArgs {
+    /// Do not attach STDIN
+    #[arg(long = "no-stdin")]
+    pub no_stdin: bool,
+    /// Proxy all received signals to the process
+    #[arg(long = "sig-proxy", default_value_t = true, action = clap::ArgAction::Set)]
+    pub sig_proxy: bool,
+    pub container: String,
+}
+
+pub async fn run(client: &mut Client, args: AttachArgs) -> Result<i32> {
+    let info: Value = client
+        .get_json(&format!("/containers/{}/json", enc(&args.container)))
+        .await?;
+    let id = info["Id"].as_str().unwrap_or(&args.container).to_string();
+    if !info["State"]["Running"].as_bool().unwrap_or(false) {
+        return Err(status(
+            1,
+            "You cannot attach to a stopped container, start it first",
+        ));
+    }
+    if info["State"]["Paused"].as_bool().unwrap_or(false) {
+        return Err(status(
+            1,
+            "You cannot attach to a paused container, unpause it first",
+        ));
+    }
+    let tty = info["Config"]["Tty"].as_bool().unwrap_or(false);
+    let stdin = !args.no_stdin && info["Config"]["OpenStdin"].as_bool().unwrap_or(false);
+    if tty && stdin && !stream::stdin_is_tty() {
+        return Err(status(1, "the input device is not a TTY"));
+    }
+    let wait_resp = client
+        .send_own(Method::POST, &format!("/containers/{id}/wait"), None)
+        .await?;
+    let waiter = tokio::spawn(async move { decode::<ContainerWaitResponse>(wait_resp).await });
+    let hijacked = client
+        .hijack(
+            Method::POST,
+            &format!(
+                "/containers/{id}/attach?stream=1&stdout=1&stderr=1{}",
+                if stdin { "&stdin=1" } else { "" }
+            ),
+            None,
+        )
+        .await?;
+    let mut tasks = Vec::new();
+    let mut c2 = Client::new(client.host().to_string())?;
+    c2.negotiate_to(client.api_version());
+    if tty {
+        if stdin {
+            stream::set_raw_terminal().ok();
+        }
+        tasks.push(tokio::spawn(stream::follow_resizes(
+            c2,
+            format!("/containers/{id}/resize"),
+        )));
+    } else if args.sig_proxy {
+        tasks.push(tokio::spawn(crate::cmd::run::proxy_signals(c2, id.clone())));
+    }
+    let out = stream::pump(hijacked, tty, stdin).await;
+    stream::restore_terminal();
+    for t in tasks {
+        t.abort();
+    }
+    out?;
+    match waiter.await {
+        Ok(Ok(w)) => Ok(w.status_code as i32),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Ok(0),
+    }
+}

@@ -1,0 +1,104 @@
+//! `berth start [-a] [-i] CONTAINER...`: plain starts print the names; with -a the container's
+//! output is attached (and stdin with -i) and berth exits with its status code.
+
+use anyhow::Result;
+use berth_types::api::ContainerWaitResponse;
+use clap::Args;
+use hyper::Method;
+use serde_json::Value;
+
+use crate::client::{decode, enc, Client};
+use crate::cmd::{each, run_error, status};
+use crate::stream;
+
+#[derive(Args, Debug)]
+pub struct StartArgs {
+    /// Attach STDOUT/STDERR and forward signals
+    #[arg(short = 'a', long)]
+    pub attach: bool,
+    /// Attach container's STDIN
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+    /// Containers (names or ids)
+    #[arg(required = true, value_name = "CONTAINER")]
+    pub containers: Vec<String>,
+}
+
+pub async fn run(client: &mut Client, args: StartArgs) -> Result<i32> {
+    if !args.attach && !args.interactive {
+        return each(client, &args.containers, |c, t| {
+            Box::pin(async move {
+                c.call(Method::POST, &format!("/containers/{}/start", enc(t)))
+                    .await?;
+                Ok(Some(t.to_string()))
+            })
+        })
+        .await;
+    }
+    if args.containers.len() > 1 {
+        return Err(status(
+            1,
+            "you cannot start and attach multiple containers at once",
+        ));
+    }
+    let name = &args.containers[0];
+    let info: Value = client
+        .get_json(&format!("/containers/{}/json", enc(name)))
+        .await?;
+    let id = info["Id"].as_str().unwrap_or(name).to_string();
+    let tty = info["Config"]["Tty"].as_bool().unwrap_or(false);
+    let stdin = args.interactive && info["Config"]["OpenStdin"].as_bool().unwrap_or(false);
+    if tty && stdin && !stream::stdin_is_tty() {
+        return Err(status(1, "the input device is not a TTY"));
+    }
+    let hijacked = client
+        .hijack(
+            Method::POST,
+            &format!(
+                "/containers/{id}/attach?stream=1&stdout=1&stderr=1{}",
+                if stdin { "&stdin=1" } else { "" }
+            ),
+            None,
+        )
+        .await?;
+    let wait_resp = client
+        .send_own(
+            Method::POST,
+            &format!("/containers/{id}/wait?condition=next-exit"),
+            None,
+        )
+        .await?;
+    let waiter = tokio::spawn(async move { decode::<ContainerWaitResponse>(wait_resp).await });
+    if let Err(e) = client
+        .call(Method::POST, &format!("/containers/{id}/start"))
+        .await
+    {
+        waiter.abort();
+        return Err(run_error("start", e));
+    }
+    let mut tasks = Vec::new();
+    let mut c2 = Client::new(client.host().to_string())?;
+    c2.negotiate_to(client.api_version());
+    if tty {
+        if stdin {
+            stream::set_raw_terminal().ok();
+        }
+        tasks.push(tokio::spawn(stream::follow_resizes(
+            c2,
+            format!("/containers/{id}/resize"),
+        )));
+    } else {
+        tasks.push(tokio::spawn(crate::cmd::run::proxy_signals(c2, id.clone())));
+    }
+    let out = stream::pump(hijacked, tty, stdin).await;
+    stream::restore_terminal();
+    for t in tasks {
+        t.abort();
+    }
+    out?;
+    match waiter.await {
+        Ok(Ok(w)) => Ok(w.status_code as i32),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Ok(125),
+    }
+}
