@@ -5,6 +5,7 @@
 pub mod containers;
 pub mod exec;
 pub mod images;
+pub mod stream;
 pub mod system;
 
 use std::sync::Arc;
@@ -30,12 +31,11 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .merge(images::routes())
         .merge(containers::routes())
         .merge(exec::routes());
-    // Every route also answers under a `/vX.Y` prefix, which the middleware checks.
+    let inner = routes.fallback(not_found).with_state(daemon);
+    // Every route also answers under a `/vX.Y` prefix, which the middleware checks and strips
+    // before the inner router routes (so handlers see only their own path parameters).
     Router::new()
-        .merge(routes.clone())
-        .nest("/{version}", routes)
-        .fallback(not_found)
-        .with_state(daemon)
+        .fallback_service(inner)
         .layer(middleware::from_fn(api_version_prefix))
 }
 
@@ -47,7 +47,7 @@ fn parse_version(v: &str) -> Option<(u32, u32)> {
 
 /// Checks a `/vX.Y` prefix (Docker's clients send one on every request after `/_ping`) and
 /// refuses versions outside what berthd speaks, with Docker's message; adds Docker's headers.
-async fn api_version_prefix(req: Request, next: Next) -> Response {
+async fn api_version_prefix(mut req: Request, next: Next) -> Response {
     let path = req.uri().path().to_string();
     if let Some(rest) = path.strip_prefix("/v") {
         let ver = &rest[..rest.find('/').unwrap_or(rest.len())];
@@ -67,6 +67,16 @@ async fn api_version_prefix(req: Request, next: Next) -> Response {
                     format!("client version {ver} is too new. Maximum supported API version is {API_VERSION}"),
                 )
                 .into_response();
+            }
+            // Strip the prefix: `/v1.45/containers/json` → `/containers/json`.
+            let stripped = &rest[ver.len()..];
+            let new_path = if stripped.is_empty() { "/" } else { stripped };
+            let pq = match req.uri().query() {
+                Some(q) => format!("{new_path}?{q}"),
+                None => new_path.to_string(),
+            };
+            if let Ok(uri) = pq.parse() {
+                *req.uri_mut() = uri;
             }
         }
     }

@@ -79,6 +79,7 @@ async fn run() -> Result<()> {
             .with_context(|| format!("remove stale {}", socket.display()))?;
     }
     let daemon = Daemon::open(config)?;
+    daemon.restore().await;
     let listener = tokio::net::UnixListener::bind(&socket)
         .with_context(|| format!("listen on {}", socket.display()))?;
     use std::os::unix::fs::PermissionsExt;
