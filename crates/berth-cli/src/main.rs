@@ -27,6 +27,13 @@ fn main() {
 }
 
 fn real_main() -> i32 {
+    // Like docker (and any Unix filter), die quietly when the reader of our output goes away
+    // (`berth logs x | head`) instead of failing writes.
+    // SAFETY: setting SIGPIPE's disposition to the default touches no Rust state; we have no
+    // other threads yet and no handler is being replaced that Rust code relies on.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -60,7 +67,10 @@ fn real_main() -> i32 {
             return 125;
         }
     };
-    match rt.block_on(cmd::dispatch(cli.cmd, client)) {
+    let res = rt.block_on(cmd::dispatch(cli.cmd, client));
+    // A blocking read of stdin may still be pending: do not wait for it.
+    rt.shutdown_background();
+    match res {
         Ok(code) => code,
         Err(e) => report(&e),
     }
