@@ -77,6 +77,10 @@ impl Message {
     }
 }
 
+fn status_style() -> ProgressStyle {
+    ProgressStyle::with_template("{prefix}: {msg}").unwrap_or_else(|_| ProgressStyle::default_bar())
+}
+
 impl Display {
     /// `tty`: draw bars; else plain lines. `to_stderr`: write there (docker run's implicit pull).
     pub fn new(tty: bool, to_stderr: bool) -> Self {
@@ -119,7 +123,19 @@ impl Display {
         }
         let Some(id) = m.id.clone() else {
             if let Some(line) = m.plain_line() {
-                self.println(&line);
+                match &self.multi {
+                    // Below the layers' lines, in order, as docker shows it.
+                    Some(multi) => {
+                        let b = multi.add(
+                            ProgressBar::new(0).with_style(
+                                ProgressStyle::with_template("{msg}")
+                                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                            ),
+                        );
+                        b.finish_with_message(line);
+                    }
+                    None => self.println(&line),
+                }
             }
             return Ok(());
         };
@@ -143,9 +159,11 @@ impl Display {
             .bars
             .entry(id.clone())
             .or_insert_with(|| {
-                let b = multi.add(ProgressBar::new(0));
-                b.set_prefix(id.clone());
-                b
+                multi.add(
+                    ProgressBar::new(0)
+                        .with_style(status_style())
+                        .with_prefix(id.clone()),
+                )
             })
             .clone();
         match (m.current, m.total) {
@@ -160,12 +178,7 @@ impl Display {
                 bar.set_length(total);
                 bar.set_position(cur.min(total));
             }
-            _ => {
-                bar.set_style(
-                    ProgressStyle::with_template("{prefix}: {msg}")
-                        .unwrap_or_else(|_| ProgressStyle::default_bar()),
-                );
-            }
+            _ => bar.set_style(status_style()),
         }
         bar.set_message(status);
         bar.tick();
