@@ -87,7 +87,13 @@ pub async fn run(client: &mut Client, args: RunArgs) -> Result<i32> {
         .call(Method::POST, &format!("/containers/{id}/start"))
         .await
     {
-        waiter.abort();
+        if opts.rm {
+            // As docker does: the daemon removes an --rm container whose start failed; wait
+            // for that (bounded) so the name is free when we return.
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(10), waiter).await;
+        } else {
+            waiter.abort();
+        }
         return Err(run_error("run", e));
     }
 
