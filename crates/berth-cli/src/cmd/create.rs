@@ -285,6 +285,23 @@ pub fn parse_port_spec(spec: &str) -> Result<Vec<(String, PortBinding)>> {
     Ok(out)
 }
 
+/// Capability names as docker's CLI sends them: upper case, `CAP_` prefixed (except `ALL`).
+pub fn normalize_caps(caps: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for c in caps {
+        let c = c.trim().to_uppercase();
+        let c = if c == "ALL" || c.starts_with("CAP_") {
+            c
+        } else {
+            format!("CAP_{c}")
+        };
+        if !out.contains(&c) {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// `--restart` → RestartPolicy.
 pub fn parse_restart(s: &str) -> Result<RestartPolicy> {
     let (name, count) = match s.split_once(':') {
@@ -487,11 +504,12 @@ impl ContainerOpts {
         let host_config = HostConfig {
             binds: (!binds.is_empty()).then_some(binds),
             network_mode: Some(network_mode),
-            port_bindings: (!bindings.is_empty()).then_some(bindings),
-            restart_policy: self.restart.as_deref().map(parse_restart).transpose()?,
+            // docker's CLI always sends these two, even empty.
+            port_bindings: Some(bindings),
+            restart_policy: Some(parse_restart(self.restart.as_deref().unwrap_or("no"))?),
             auto_remove: self.rm.then_some(true),
-            cap_add: (!self.cap_add.is_empty()).then(|| self.cap_add.clone()),
-            cap_drop: (!self.cap_drop.is_empty()).then(|| self.cap_drop.clone()),
+            cap_add: (!self.cap_add.is_empty()).then(|| normalize_caps(&self.cap_add)),
+            cap_drop: (!self.cap_drop.is_empty()).then(|| normalize_caps(&self.cap_drop)),
             security_opt: (!self.security_opt.is_empty())
                 .then(|| parse_security_opts(&self.security_opt))
                 .transpose()?,
@@ -601,7 +619,8 @@ pub async fn create_container(
 }
 
 pub async fn run(client: &mut Client, args: CreateArgs) -> Result<i32> {
-    let id = create_container(client, &args.opts, false)
+    // docker's create attaches stdout/stderr (and stdin with -i) like a foreground run.
+    let id = create_container(client, &args.opts, true)
         .await
         .map_err(|e| run_error("create", e))?;
     println!("{id}");
@@ -789,7 +808,7 @@ mod tests {
         assert_eq!(h["CpusetCpus"], "0");
         assert_eq!(h["PidsLimit"], 10);
         assert_eq!(h["ReadonlyRootfs"], true);
-        assert_eq!(h["CapAdd"], serde_json::json!(["NET_ADMIN"]));
+        assert_eq!(h["CapAdd"], serde_json::json!(["CAP_NET_ADMIN"]));
         assert_eq!(h["CapDrop"], serde_json::json!(["ALL"]));
         assert_eq!(h["SecurityOpt"], serde_json::json!(["no-new-privileges"]));
         assert_eq!(
@@ -813,6 +832,8 @@ mod tests {
         assert_eq!(b["Entrypoint"], serde_json::json!([""]));
         assert!(b.get("Cmd").is_none());
         assert_eq!(b["HostConfig"]["NetworkMode"], "default");
+        assert_eq!(b["HostConfig"]["RestartPolicy"]["Name"], "no");
+        assert_eq!(b["HostConfig"]["PortBindings"], serde_json::json!({}));
         assert_eq!(b["AttachStdout"], true);
         assert_eq!(b["Tty"], false);
     }
