@@ -167,7 +167,7 @@ pub fn parse_rfc3339(s: &str) -> Option<(i64, u32)> {
     if !(1..=12).contains(&mo) || !(1..=31).contains(&d) {
         return None;
     }
-    let mut rest = &s[19..];
+    let mut rest = s.get(19..)?;
     let mut nanos: u32 = 0;
     if let Some(r) = rest.strip_prefix('.') {
         let digits: String = r.chars().take_while(|c| c.is_ascii_digit()).collect();
@@ -563,6 +563,54 @@ mod tests {
         );
         assert!(api_timestamp("10m").is_some());
         assert_eq!(api_timestamp("bogus"), None);
+    }
+
+    const ODD: &[&str] = &[
+        "",
+        "é",
+        "2023-11-14T22:13:2é",
+        "2023-11-14T22:13:20.é",
+        "2023-11-14T22:13:20+é",
+        "1é",
+        "{{",
+        "}}",
+        "{{.}}",
+        "::",
+        "[",
+        "[::1]",
+        "-",
+        "1-",
+        "99999999999999999999m",
+        "1e400",
+        "0x10",
+        "µs",
+        "1µs",
+        ".",
+        "..",
+        "{{json}}",
+        "{{index}}",
+        "table",
+        "table {{",
+    ];
+
+    #[test]
+    fn parsers_never_panic() {
+        for s in ODD {
+            let _ = parse_rfc3339(s);
+            let _ = parse_go_duration(s);
+            let _ = api_timestamp(s);
+            let _ = ellipsis(s, 1);
+            let _ = short_id(s);
+            if let Ok(o) = Output::parse(Some(s)) {
+                let _ = o.print(&mut Vec::new(), &[json!({"a": 1})], &[("a", "A")], &[]);
+            }
+            let _ = indent_json(s.as_bytes());
+        }
+        let _ = human_duration(f64::MAX);
+        let _ = human_size_prec(f64::MAX, 3);
+        let _ = go_time_string(i64::MAX);
+        let _ = go_time_string(i64::MIN / 2);
+        let _ = ago(i64::MAX);
     }
 
     #[test]

@@ -680,6 +680,40 @@ mod tests {
     }
 
     #[test]
+    fn parsers_never_panic() {
+        for s in [
+            "",
+            "é",
+            ":",
+            "::",
+            ":::",
+            "[",
+            "[::1]",
+            "[::1]:",
+            "-",
+            "1-",
+            "65536",
+            "0-65535:1",
+            "1:0-65535",
+            "a/b/c",
+            "/",
+            "é:é",
+            "1.5.5g",
+            "9e99t",
+            "on-failure:",
+            ":1",
+            "seccomp",
+            "seccomp=",
+        ] {
+            let _ = parse_port_spec(s);
+            let _ = ram_in_bytes(s);
+            let _ = parse_restart(s);
+            let _ = parse_security_opts(&[s.to_string()]);
+            let _ = parse_env_file(s);
+        }
+    }
+
+    #[test]
     fn restart_policies() {
         assert_eq!(
             parse_restart("always").unwrap().name,

@@ -29,9 +29,12 @@ pub struct EventsArgs {
 
 /// docker's default event line.
 pub fn line(e: &Value) -> String {
-    let nanos = e["timeNano"]
-        .as_i64()
-        .unwrap_or_else(|| e["time"].as_i64().unwrap_or(0) * 1_000_000_000);
+    let nanos = e["timeNano"].as_i64().unwrap_or_else(|| {
+        e["time"]
+            .as_i64()
+            .unwrap_or(0)
+            .saturating_mul(1_000_000_000)
+    });
     let ts = rfc3339_nano(
         nanos.div_euclid(1_000_000_000),
         nanos.rem_euclid(1_000_000_000) as u32,

@@ -50,9 +50,18 @@ pub struct ImagePruneArgs {
     pub force: bool,
 }
 
+/// Sums sizes without overflowing on hostile numbers.
+fn total<I: Iterator<Item = i64>>(it: I) -> i64 {
+    it.fold(0i64, i64::saturating_add)
+}
+
 fn reclaimable(r: i64, total: i64) -> String {
     if total > 0 {
-        format!("{} ({}%)", human_size(r), r * 100 / total)
+        format!(
+            "{} ({}%)",
+            human_size(r),
+            i128::from(r) * 100 / i128::from(total)
+        )
     } else {
         human_size(r)
     }
@@ -64,48 +73,49 @@ pub fn df_rows(d: &Value) -> Vec<Value> {
     let images = arr("Images");
     let img_total = d["LayersSize"]
         .as_i64()
-        .unwrap_or_else(|| images.iter().map(|i| i["Size"].as_i64().unwrap_or(0)).sum());
+        .unwrap_or_else(|| total(images.iter().map(|i| i["Size"].as_i64().unwrap_or(0))));
     let img_active: Vec<&Value> = images
         .iter()
         .filter(|i| i["Containers"].as_i64().unwrap_or(0) > 0)
         .collect();
-    let used: i64 = img_active
-        .iter()
-        .map(|i| i["Size"].as_i64().unwrap_or(0) - i["SharedSize"].as_i64().unwrap_or(0).max(0))
-        .sum();
+    let used: i64 = total(img_active.iter().map(|i| {
+        i["Size"]
+            .as_i64()
+            .unwrap_or(0)
+            .saturating_sub(i["SharedSize"].as_i64().unwrap_or(0).max(0))
+    }));
     let containers = arr("Containers");
     let running = |c: &Value| c["State"].as_str() == Some("running");
-    let c_size: i64 = containers
-        .iter()
-        .map(|c| c["SizeRw"].as_i64().unwrap_or(0))
-        .sum();
-    let c_reclaim: i64 = containers
-        .iter()
-        .filter(|c| !running(c))
-        .map(|c| c["SizeRw"].as_i64().unwrap_or(0))
-        .sum();
+    let c_size: i64 = total(containers.iter().map(|c| c["SizeRw"].as_i64().unwrap_or(0)));
+    let c_reclaim: i64 = total(
+        containers
+            .iter()
+            .filter(|c| !running(c))
+            .map(|c| c["SizeRw"].as_i64().unwrap_or(0)),
+    );
     let vols = arr("Volumes");
-    let v_size: i64 = vols
-        .iter()
-        .map(|v| v["UsageData"]["Size"].as_i64().unwrap_or(0).max(0))
-        .sum();
-    let v_reclaim: i64 = vols
-        .iter()
-        .filter(|v| v["UsageData"]["RefCount"].as_i64().unwrap_or(0) == 0)
-        .map(|v| v["UsageData"]["Size"].as_i64().unwrap_or(0).max(0))
-        .sum();
+    let v_size: i64 = total(
+        vols.iter()
+            .map(|v| v["UsageData"]["Size"].as_i64().unwrap_or(0).max(0)),
+    );
+    let v_reclaim: i64 = total(
+        vols.iter()
+            .filter(|v| v["UsageData"]["RefCount"].as_i64().unwrap_or(0) == 0)
+            .map(|v| v["UsageData"]["Size"].as_i64().unwrap_or(0).max(0)),
+    );
     let cache = arr("BuildCache");
-    let b_size: i64 = cache.iter().map(|b| b["Size"].as_i64().unwrap_or(0)).sum();
-    let b_reclaim: i64 = cache
-        .iter()
-        .filter(|b| {
-            !b["InUse"].as_bool().unwrap_or(false) && !b["Shared"].as_bool().unwrap_or(false)
-        })
-        .map(|b| b["Size"].as_i64().unwrap_or(0))
-        .sum();
-    let row = |t: &str, total: usize, active: usize, size: i64, rec: String| {
+    let b_size: i64 = total(cache.iter().map(|b| b["Size"].as_i64().unwrap_or(0)));
+    let b_reclaim: i64 = total(
+        cache
+            .iter()
+            .filter(|b| {
+                !b["InUse"].as_bool().unwrap_or(false) && !b["Shared"].as_bool().unwrap_or(false)
+            })
+            .map(|b| b["Size"].as_i64().unwrap_or(0)),
+    );
+    let row = |t: &str, count: usize, active: usize, size: i64, rec: String| {
         serde_json::json!({
-            "Type": t, "TotalCount": total.to_string(), "Active": active.to_string(),
+            "Type": t, "TotalCount": count.to_string(), "Active": active.to_string(),
             "Size": human_size(size), "Reclaimable": rec,
         })
     };
