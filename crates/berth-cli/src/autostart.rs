@@ -92,16 +92,22 @@ pub async fn start_daemon(host: &str, socket: &Path) -> Result<()> {
         .spawn()
         .with_context(|| format!("start {}", daemon.display()))?;
     let deadline = Instant::now() + START_TIMEOUT;
+    let mut exited: Option<Instant> = None;
     loop {
         if ping(socket).await {
             return Ok(());
         }
+        // Our daemon may have lost a race with another one started at the same moment (it
+        // then exits at once): give that one a few seconds to answer before failing.
         if let Ok(Some(status)) = child.try_wait() {
-            bail!(
-                "{} exited ({status}) before answering; see {}",
-                daemon.display(),
-                log.display()
-            );
+            let since = *exited.get_or_insert_with(Instant::now);
+            if since.elapsed() > Duration::from_secs(3) {
+                bail!(
+                    "{} exited ({status}) before answering; see {}",
+                    daemon.display(),
+                    log.display()
+                );
+            }
         }
         if Instant::now() > deadline {
             bail!(

@@ -149,6 +149,18 @@ pub fn go_time_string(unix: i64) -> String {
     format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02} +0000 UTC")
 }
 
+/// Go's `time.ANSIC` in UTC: "Thu May  7 21:09:36 2026" (docker version's "Built").
+pub fn ansic(unix: i64) -> String {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let (y, mo, d, h, mi, s) = split_time(unix);
+    let wd = DAYS[unix.div_euclid(86_400).rem_euclid(7) as usize];
+    let m = MONTHS[(mo as usize).clamp(1, 12) - 1];
+    format!("{wd} {m} {d:>2} {h:02}:{mi:02}:{s:02} {y}")
+}
+
 /// RFC 3339 with nanoseconds, fixed width: "2024-01-02T03:04:05.000000000Z".
 pub fn rfc3339_nano(unix: i64, nanos: u32) -> String {
     let (y, mo, d, h, mi, s) = split_time(unix);
@@ -537,6 +549,7 @@ mod tests {
             Some(true)
         );
         assert_eq!(parse_rfc3339("garbage"), None);
+        assert_eq!(ansic(1_778_188_176), "Thu May  7 21:09:36 2026");
         assert_eq!(parse_rfc3339("2023-13-14T22:13:20Z"), None);
         assert_eq!(
             rfc3339_nano(1_700_000_000, 5),

@@ -67,7 +67,12 @@ pub fn render(client: &Value, server: Option<&Value>) -> String {
             ("GitCommit", "Git commit"),
             ("BuildTime", "Built"),
         ] {
-            let v = s(sv, k);
+            let mut v = s(sv, k);
+            if k == "BuildTime" {
+                if let Some((t, _)) = crate::format::parse_rfc3339(&v) {
+                    v = crate::format::ansic(t);
+                }
+            }
             if !v.is_empty() {
                 out.push_str(&format!("  {:<18}{v}\n", format!("{label}:")));
             }
