@@ -101,6 +101,9 @@ fn is_index_type(t: &str) -> bool {
 
 pub(crate) fn is_layer_type(t: &str) -> bool {
     [
+        // What the image store itself writes for loaded, imported and committed layers.
+        crate::image::media::DOCKER_LAYER,
+        crate::image::media::DOCKER_LAYER_ZSTD,
         MEDIA_DOCKER_LAYER_GZIP,
         MEDIA_DOCKER_LAYER_FOREIGN,
         MEDIA_OCI_LAYER,
