@@ -281,10 +281,16 @@ impl Write for BodyWriter {
 
 // ------------------------------------------------------------------ per-image dispatch
 
+/// The `{*rest}` of a per-image route (the `/vX.Y` prefix is another parameter).
+fn wildcard(params: &HashMap<String, String>) -> &str {
+    params.get("rest").map_or("", String::as_str)
+}
+
 async fn get_image(
     State(d): State<Arc<Daemon>>,
-    Path(rest): Path<String>,
+    Path(params): Path<HashMap<String, String>>,
 ) -> Result<Response, EngineError> {
+    let rest = wildcard(&params);
     if let Some(name) = rest.strip_suffix("/json") {
         return inspect(d, name.to_string()).await;
     }
@@ -299,10 +305,11 @@ async fn get_image(
 
 async fn post_image(
     State(d): State<Arc<Daemon>>,
-    Path(rest): Path<String>,
+    Path(params): Path<HashMap<String, String>>,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, EngineError> {
+    let rest = wildcard(&params);
     let q = Query::parse(q.as_deref());
     if let Some(name) = rest.strip_suffix("/tag") {
         return tag(d, name.to_string(), q).await;
@@ -357,7 +364,7 @@ async fn list(
                 Err(e) => tracing::warn!("image {}: {e}", r.id),
             }
         }
-        let mut keep: Vec<&Image> = Vec::new();
+        let mut keep: Vec<Image> = Vec::new();
         let time_of = |name: &str| -> Result<i64, EngineError> {
             Ok(created_unix(&resolve(&d.images, name)?))
         };
@@ -402,12 +409,14 @@ async fn list(
                     continue;
                 }
             }
+            let mut img = img.clone();
             if let Some(pats) = filters.get("reference") {
-                let ok = img.tags.iter().any(|t| {
+                // As Docker: only the matching names are listed.
+                img.tags.retain(|t| {
                     pats.iter()
                         .any(|p| glob(p, &t.familiar_string()) || glob(p, &t.familiar_name()))
                 });
-                if !ok {
+                if img.tags.is_empty() {
                     continue;
                 }
             }
@@ -640,9 +649,10 @@ fn delete_items(items: Vec<DeleteItem>) -> Vec<ImageDeleteResponseItem> {
 
 async fn delete_image(
     State(d): State<Arc<Daemon>>,
-    Path(name): Path<String>,
+    Path(params): Path<HashMap<String, String>>,
     RawQuery(q): RawQuery,
 ) -> Result<Response, EngineError> {
+    let name = wildcard(&params).to_string();
     let q = Query::parse(q.as_deref());
     let force = q.flag("force");
     let items = blocking(move || {
@@ -879,28 +889,31 @@ async fn pull(
     let store = svc::store(&d);
     let r2 = r.clone();
     let mut task = tokio::spawn(async move { client.pull(&store, &r2, progress).await });
-    // An error before the first line is an HTTP error.
-    let first = tokio::select! {
-        m = prx.recv() => m,
-        res = &mut task => {
-            let res = res.map_err(|e| EngineError::internal(format!("the pull failed: {e}")))?;
-            match prx.try_recv() {
-                Ok(m) => {
-                    // Lines came: stream them and the outcome.
-                    let (tx, resp) = json_stream();
-                    tokio::spawn(finish_pull(d, tx, Some(m), prx, Ok(res), r, before));
-                    return Ok(resp);
-                }
-                Err(_) => {
-                    res?;
-                    None
-                }
-            }
-        }
-    };
+    // An error before the first line is an HTTP error. The receiver ends without a line only
+    // when the pull ended (it dropped its progress callback) without saying anything.
+    let first = prx.recv().await;
     let (tx, resp) = json_stream();
+    if first.is_none() {
+        let res = (&mut task)
+            .await
+            .map_err(|e| EngineError::internal(format!("the pull failed: {e}")))?;
+        let pulled = res.map_err(pull_error)?;
+        tokio::spawn(finish_pull(d, tx, None, prx, Ok(Ok(pulled)), r, before));
+        return Ok(resp);
+    }
     tokio::spawn(finish_pull(d, tx, first, prx, Err(task), r, before));
     Ok(resp)
+}
+
+/// A pull's error as Docker's daemon answers it: a registry's refusal is not the daemon's 401
+/// (which would make the CLI ask for a login), and a denied repository reads as not found.
+fn pull_error(e: berth_image::registry::RegistryError) -> EngineError {
+    let e = EngineError::from(e);
+    match e.kind {
+        berth_types::ErrorKind::Unauthorized => EngineError::internal(e.message),
+        berth_types::ErrorKind::PermissionDenied => EngineError::not_found(e.message),
+        _ => e,
+    }
 }
 
 type PullResult = Result<berth_image::registry::PulledImage, berth_image::registry::RegistryError>;

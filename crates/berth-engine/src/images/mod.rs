@@ -6,7 +6,7 @@
 //! HTTP stays in `api::images`; this module speaks in store types and [`EngineError`]s. It must
 //! never call the blocking store from an async context: callers go through [`blocking`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, OnceLock};
 
 use base64::Engine as _;
@@ -46,6 +46,10 @@ impl ImageService {
         } else {
             Some(config.data_root.join("certs.d"))
         };
+        // The ingest area of loads and imports (the store makes it only on some paths).
+        let tmp = config.data_root.join("tmp");
+        std::fs::create_dir_all(&tmp)
+            .map_err(|e| EngineError::internal(format!("create {}: {e}", tmp.display())))?;
         Ok(Self {
             registry: RegistryConfig {
                 mirrors: config.registry_mirrors.clone(),
@@ -266,15 +270,24 @@ pub fn error_line(message: &str) -> Value {
 /// The image part of `GET /system/df`: `LayersSize` and `Images` (Docker's `ImageSummary` with
 /// `SharedSize` and `Containers` filled). Blocking: call through [`blocking`].
 pub fn df_images(d: &Daemon) -> Result<DfImages, EngineError> {
-    let ix = d.images.index()?;
-    let usage = d.image_service.ops.df(&ix, &[])?;
+    // The index lock is not re-entrant: measure and read records under it, load images after.
+    let (usage, records) = {
+        let ix = d.images.index()?;
+        let usage = d.image_service.ops.df(&ix, &[])?;
+        let mut records = HashMap::new();
+        for u in &usage.images {
+            if let Some(r) = ix.image(&u.id)? {
+                records.insert(u.id.clone(), r.size);
+            }
+        }
+        (usage, records)
+    };
     let mut images = Vec::with_capacity(usage.images.len());
     for u in &usage.images {
         let containers = match d.image_service.in_use.get() {
             Some(f) => f(&u.id).len(),
             None => u.containers,
         };
-        let rec = ix.image(&u.id)?;
         let (labels, digests) = match d.images.get_by_id(&u.id) {
             Ok(img) => (labels_of(&img), repo_digests(&img)),
             Err(_) => (Value::Null, Vec::new()),
@@ -285,7 +298,7 @@ pub fn df_images(d: &Daemon) -> Result<DfImages, EngineError> {
             "RepoTags": u.tags,
             "RepoDigests": digests,
             "Created": u.created.as_deref().and_then(berth_image::gc::parse_rfc3339).unwrap_or(0),
-            "Size": rec.as_ref().map_or(u.size, |r| r.size),
+            "Size": records.get(&u.id).copied().unwrap_or(u.size),
             "SharedSize": u.shared_size,
             "Labels": labels,
             "Containers": containers,

@@ -571,3 +571,6 @@ pub fn sha256(p: &Path) -> Result<String> {
         .unwrap_or_default()
         .to_string())
 }
+
+pub mod daemon_util;
+pub mod images;
