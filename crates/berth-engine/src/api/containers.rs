@@ -192,7 +192,7 @@ fn command_text(r: &Record) -> String {
         .chain(r.args.iter())
         .map(|a| {
             if a.is_empty() || a.contains(|c: char| c.is_whitespace() || c == '"' || c == '\'') {
-                format!("{a:?}")
+                format!("'{a}'")
             } else {
                 a.clone()
             }

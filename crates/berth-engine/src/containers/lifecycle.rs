@@ -263,8 +263,20 @@ impl Daemon {
     /// `POST /containers/{id}/start`.
     pub async fn container_start(self: &Arc<Self>, key: &str) -> Result<(), EngineError> {
         let e = self.containers.get(key)?;
-        let _op = e.op.lock().await;
-        self.start_locked(&e).await
+        let op = e.op.lock().await;
+        let r = self.start_locked(&e).await;
+        drop(op);
+        // Docker removes an auto-remove container whose start failed (its client waits for
+        // the removal).
+        if let Err(err) = &r {
+            if !matches!(err.kind, ErrorKind::NotModified | ErrorKind::Conflict)
+                && e.rec().host_config.auto_remove == Some(true)
+            {
+                let id = e.rec().id.clone();
+                let _ = self.container_remove(&id, true).await;
+            }
+        }
+        r
     }
 
     async fn start_locked(self: &Arc<Self>, e: &Arc<Entry>) -> Result<(), EngineError> {
