@@ -20,9 +20,7 @@ use berth_image::archive::{self, ImportOptions, LoadOptions, SaveFormat};
 use berth_image::gc::{parse_rfc3339, DeleteItem};
 use berth_image::image::Image;
 use berth_image::registry::{Progress, ProgressFn};
-use berth_types::api::{
-    AuthConfig, AuthResponse, ImageDeleteResponseItem, ImageHistoryResponseItem,
-};
+use berth_types::api::{AuthConfig, AuthResponse, ImageDeleteResponseItem};
 use berth_types::{Digest, Reference};
 use bytes::Bytes;
 use http_body_util::channel::{Channel, Sender};
@@ -550,13 +548,21 @@ async fn history(d: Arc<Daemon>, name: String) -> Result<Response, EngineError> 
         let entries = d.image_service.ops.history(&ix, &name)?;
         Ok(entries
             .into_iter()
-            .map(|e| ImageHistoryResponseItem {
-                id: e.image_column_full(),
-                created: e.created_unix.unwrap_or(0),
-                created_by: e.created_by,
-                tags: e.tags,
-                size: i64::try_from(e.size).unwrap_or(i64::MAX),
-                comment: e.comment,
+            .map(|e| {
+                // Docker's `ImageHistoryResponseItem`, with `Tags` null where there are none.
+                let tags = if e.tags.is_empty() {
+                    Value::Null
+                } else {
+                    json!(e.tags)
+                };
+                json!({
+                    "Comment": e.comment,
+                    "Created": e.created_unix.unwrap_or(0),
+                    "CreatedBy": e.created_by,
+                    "Id": e.image_column_full(),
+                    "Size": e.size,
+                    "Tags": tags,
+                })
             })
             .collect::<Vec<_>>())
     })

@@ -528,4 +528,94 @@ mod tests {
         assert_eq!(e.kind, ErrorKind::NotFound);
         assert!(parse_reference("UPPER").is_err());
     }
+
+    /// A ustar archive of one regular file (no tar crate in this crate).
+    fn one_file_tar(name: &str, data: &[u8]) -> Vec<u8> {
+        let mut h = [0u8; 512];
+        let put = |h: &mut [u8; 512], at: usize, v: &[u8]| {
+            h[at..at + v.len()].copy_from_slice(v);
+        };
+        put(&mut h, 0, name.as_bytes());
+        put(&mut h, 100, b"0000644\0");
+        put(&mut h, 108, b"0000000\0");
+        put(&mut h, 116, b"0000000\0");
+        put(&mut h, 124, format!("{:011o}\0", data.len()).as_bytes());
+        put(&mut h, 136, b"00000000000\0");
+        put(&mut h, 148, b"        ");
+        h[156] = b'0';
+        put(&mut h, 257, b"ustar\0");
+        put(&mut h, 263, b"00");
+        let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
+        put(&mut h, 148, format!("{sum:06o}\0 ").as_bytes());
+        let mut out = h.to_vec();
+        out.extend_from_slice(data);
+        out.resize(out.len().div_ceil(512) * 512 + 1024, 0);
+        out
+    }
+
+    fn daemon_with_image() -> (tempfile::TempDir, Arc<Daemon>, Digest) {
+        let dir = tempfile::tempdir().unwrap();
+        let d = Daemon::open(Config::for_data_root(&dir.path().join("data"))).unwrap();
+        let layer = one_file_tar("a", b"1");
+        let img = d
+            .images
+            .create_image(
+                vec![berth_image::image::NewLayer::Tar(Box::new(&layer[..]))],
+                berth_image::image::ImageConfig::for_host(),
+                &berth_image::image::CreateOptions {
+                    tags: vec![Reference::parse_normalized("busybox").unwrap()],
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        let id = img.id().clone();
+        (dir, d, id)
+    }
+
+    #[test]
+    fn remove_refuses_what_containers_use_as_docker_does() {
+        let (_dir, d, id) = daemon_with_image();
+        let short = id.short().to_string();
+        let state = Arc::new(std::sync::Mutex::new(vec![("c".repeat(64), true)]));
+        let s2 = state.clone();
+        let hook: InUseFn = Box::new(move |_| s2.lock().unwrap().clone());
+        assert!(d.image_service.in_use.set(hook).is_ok());
+        let e = remove(&d, &id.to_string(), true).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Conflict);
+        assert_eq!(
+            e.message,
+            format!("conflict: unable to delete {short} (cannot be forced) - image is being used by running container cccccccccccc")
+        );
+        let e = remove(&d, "busybox", false).unwrap_err();
+        assert!(e.message.starts_with("conflict: unable to remove repository reference \"busybox\" (must force) - container cccccccccccc"), "{}", e.message);
+        *state.lock().unwrap() = vec![("d".repeat(64), false)];
+        let e = remove(&d, &id.to_string(), false).unwrap_err();
+        assert_eq!(
+            e.message,
+            format!("conflict: unable to delete {short} (must be forced) - image is being used by stopped container dddddddddddd")
+        );
+        // Forced past a stopped container: untagged and deleted.
+        let items = remove(&d, &id.to_string(), true).unwrap();
+        assert!(items.contains(&DeleteItem::Untagged("busybox:latest".into())));
+        assert!(items.contains(&DeleteItem::Deleted(id.clone())));
+        let e = remove(&d, "busybox", false).unwrap_err();
+        assert_eq!(
+            (e.kind, e.message.as_str()),
+            (ErrorKind::NotFound, "No such image: busybox:latest")
+        );
+    }
+
+    #[test]
+    fn forced_removal_by_name_of_a_running_image_only_untags() {
+        let (_dir, d, id) = daemon_with_image();
+        let hook: InUseFn = Box::new(|_| vec![("e".repeat(64), true)]);
+        assert!(d.image_service.in_use.set(hook).is_ok());
+        let items = remove(&d, "busybox", true).unwrap();
+        assert_eq!(items, vec![DeleteItem::Untagged("busybox:latest".into())]);
+        assert!(d.images.get_by_id(&id).is_ok(), "the image stays, dangling");
+        let df = df_images(&d).unwrap();
+        assert_eq!(df.images.len(), 1);
+        assert_eq!(df.images[0]["Containers"], 1);
+        assert_eq!(df.images[0]["RepoTags"], json!([]));
+    }
 }
