@@ -217,6 +217,7 @@ impl Daemon {
             return Err(EngineError::invalid("no command specified"));
         }
         let id = new_id();
+        let generated_name = name.as_deref().is_none_or(str::is_empty);
         let name = match name.filter(|n| !n.is_empty()) {
             Some(n) => n.trim_start_matches('/').to_string(),
             None => random_name(&id),
@@ -248,11 +249,20 @@ impl Daemon {
                 dir.display()
             )));
         }
-        let entry = match self.containers.insert(rec) {
-            Ok(e) => e,
-            Err(e) => {
-                let _ = std::fs::remove_dir_all(&dir);
-                return Err(e);
+        // A generated name can collide with an existing one (Docker then adds a digit).
+        let mut rec = rec;
+        let mut attempt = 0u32;
+        let entry = loop {
+            match self.containers.insert(rec.clone()) {
+                Ok(e) => break e,
+                Err(e) if generated_name && e.kind == ErrorKind::Conflict && attempt < 100 => {
+                    attempt += 1;
+                    rec.name = format!("{}{attempt}", random_name(&id));
+                }
+                Err(e) => {
+                    let _ = std::fs::remove_dir_all(&dir);
+                    return Err(e);
+                }
             }
         };
         let attrs = entry.rec().event_attrs();
