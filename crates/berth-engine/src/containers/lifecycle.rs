@@ -581,6 +581,9 @@ impl Daemon {
                 _ => false,
             };
         if restart {
+            // "restarting" from the exit on, as Docker shows it during the back-off.
+            e.rec().state.status = Status::Restarting;
+            let _ = self.containers.save(e);
             let d = self.clone();
             let e = e.clone();
             tokio::spawn(async move { d.restart_after_backoff(e).await });
@@ -621,8 +624,9 @@ impl Daemon {
             if r.state.status != Status::Restarting || r.manually_stopped {
                 return;
             }
+            // Still "restarting" until the start is done: never "exited" with the new count
+            // while the next run has not begun.
             r.restart_count += 1;
-            r.state.status = Status::Exited;
         }
         if e.removed.load(std::sync::atomic::Ordering::SeqCst) {
             return;
