@@ -3,8 +3,10 @@
 //! puts them together and checks the `/vX.Y` prefix.
 
 pub mod containers;
+pub mod events;
 pub mod exec;
 pub mod images;
+pub mod stats;
 pub mod stream;
 pub mod system;
 
@@ -30,7 +32,9 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .merge(system::routes())
         .merge(images::routes())
         .merge(containers::routes())
-        .merge(exec::routes());
+        .merge(exec::routes())
+        .merge(stats::routes())
+        .merge(events::routes());
     let inner = routes.fallback(not_found).with_state(daemon);
     // Every route also answers under a `/vX.Y` prefix, which the middleware checks and strips
     // before the inner router routes (so handlers see only their own path parameters).

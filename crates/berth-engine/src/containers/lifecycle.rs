@@ -384,6 +384,7 @@ impl Daemon {
         self.containers.save(e)?;
         let attrs = e.rec().event_attrs();
         self.events.emit("container", "start", &rec.id, attrs);
+        self.health_start(e);
         let d = self.clone();
         let e2 = e.clone();
         tokio::spawn(async move { d.monitor(e2, shim_dir, watcher.ok()).await });
@@ -993,6 +994,7 @@ impl Daemon {
                         },
                     )
                     .await;
+                    self.health_start(&e);
                     let d = self.clone();
                     tokio::spawn(async move { d.monitor(e, shim_dir, watcher.ok()).await });
                 }

@@ -4,9 +4,11 @@
 //! ([`spec`]). HTTP never reaches this far: the API module turns requests into these calls.
 
 pub mod exec;
+pub mod health;
 pub mod lifecycle;
 pub mod shim;
 pub mod spec;
+pub mod stats;
 pub mod store;
 
 use std::collections::HashMap;
