@@ -19,7 +19,7 @@ repo=$(cd "$here/.." && pwd)
 packages=(
     busybox-static crun runc containerd hyperfine libseccomp-dev pkg-config
     golang-go jq iproute2 golang-github-containers-common umoci make
-    docker-registry skopeo docker.io
+    docker-registry skopeo docker.io python3-venv
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -62,6 +62,14 @@ mkdir -p "$cache_dir"
     bash "$here/mkrootfs.sh" "$cache_dir/rootfs"
     touch "$cache_dir/rootfs.stamp"
 } 9>"$cache_dir/rootfs.lock"
+
+# --- 3b. the Docker SDK for Python (tests/e2e/tests/docker_py.rs) ------------
+venv=$cache_dir/venv
+if [[ ! -x $venv/bin/python ]] || ! "$venv/bin/python" -c 'import docker' 2>/dev/null; then
+    /usr/bin/python3 -m venv "$venv" || die "python3 -m venv $venv failed"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check 'docker==7.*' \
+        || die "pip install docker==7.* into $venv failed"
+fi
 
 # --- 4. build -----------------------------------------------------------------
 if [[ ${SETUP_SKIP_BUILD:-0} != 1 ]]; then

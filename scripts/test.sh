@@ -31,6 +31,15 @@ if [[ -z ${BERTH_RUNC:-} || -z ${BERTH_SHIM:-} || -z ${BERTH_DAEMON:-} ]]; then
     export BERTH_SHIM=${BERTH_SHIM:-$repo/target/release/berth-shim}
     export BERTH_DAEMON=${BERTH_DAEMON:-$repo/target/release/berthd}
 fi
+# berth's own CLI, for the e2e tests that drive it next to the docker CLI.
+if [[ -z ${BERTH_CLI:-} ]]; then
+    cargo build --release -q -p berth-cli --bins
+    export BERTH_CLI=$repo/target/release/berth
+fi
+# The Docker SDK for Python (scripts/setup.sh puts it into a venv).
+if [[ -z ${BERTH_PY:-} && -x $cache_dir/venv/bin/python ]]; then
+    export BERTH_PY=$cache_dir/venv/bin/python
+fi
 if cargo nextest --version >/dev/null 2>&1; then
     exec cargo nextest run --workspace --release --no-fail-fast --no-tests=warn "$@"
 else
