@@ -45,12 +45,20 @@ impl Daemon {
             })?;
         let image_service = ImageService::new(&config)?;
         let containers = Containers::open(&config)?;
-        Ok(Arc::new(Self {
+        let d = Arc::new(Self {
             config,
             images,
             image_service,
             containers,
             events: Events::new(),
-        }))
+        });
+        // rmi asks the containers whether an image is in use (weak: no cycle).
+        let weak = Arc::downgrade(&d);
+        let _ = d.image_service.in_use.set(Box::new(move |id| {
+            weak.upgrade()
+                .map(|d| d.containers.using_image(&id.to_string()))
+                .unwrap_or_default()
+        }));
+        Ok(d)
     }
 }

@@ -725,7 +725,9 @@ async fn attach(
                 let _ = c.shutdown().await;
             }))
         }
-        _ => Err(EngineError::conflict("You cannot attach to a stopped container, start it first".to_string())),
+        _ => Err(EngineError::conflict(
+            "You cannot attach to a stopped container, start it first".to_string(),
+        )),
     }
 }
 
@@ -1004,10 +1006,9 @@ async fn top(
         let mut lines = text.lines();
         let header = lines.next().unwrap_or_default();
         let titles: Vec<&str> = header.split_whitespace().collect();
-        let pid_col = titles
-            .iter()
-            .position(|t| *t == "PID")
-            .ok_or_else(|| EngineError::invalid("Couldn't find PID field in ps output".to_string()))?;
+        let pid_col = titles.iter().position(|t| *t == "PID").ok_or_else(|| {
+            EngineError::invalid("Couldn't find PID field in ps output".to_string())
+        })?;
         let mut procs = Vec::new();
         for l in lines {
             let fields: Vec<&str> = l.split_whitespace().collect();

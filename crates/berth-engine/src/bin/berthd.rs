@@ -66,6 +66,7 @@ fn config(args: Args) -> Result<Config> {
 #[tokio::main]
 async fn run() -> Result<()> {
     let config = config(Args::parse())?;
+    berth_runtime::timing::init_from_env();
     let socket = config.socket.clone();
     if let Some(dir) = socket.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;

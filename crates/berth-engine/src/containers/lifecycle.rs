@@ -153,6 +153,7 @@ impl Daemon {
         name: Option<String>,
         body: ContainerCreateBody,
     ) -> Result<(String, Vec<String>), EngineError> {
+        berth_runtime::timing::mark("create: begin");
         let image_name = body.image.clone().unwrap_or_default();
         if image_name.is_empty() {
             return Err(EngineError::invalid(
@@ -175,6 +176,7 @@ impl Daemon {
                 .map_err(blocking_err)?
         }
         .map_err(|_| image_not_found(&image_name))?;
+        berth_runtime::timing::mark("create: image resolved");
         let hc = body.host_config.clone().unwrap_or_default();
         // Refuse what cannot run before anything is written.
         spec::security_opts(hc.security_opt.as_deref().unwrap_or(&[]))?;
@@ -267,6 +269,7 @@ impl Daemon {
         };
         let attrs = entry.rec().event_attrs();
         self.events.emit("container", "create", &id, attrs);
+        berth_runtime::timing::mark("create: done");
         Ok((id, Vec::new()))
     }
 
@@ -308,10 +311,12 @@ impl Daemon {
         }
         let d = self.clone();
         let id = rec.id.clone();
+        berth_runtime::timing::mark("start: begin");
         let prepared = tokio::task::spawn_blocking(move || d.prepare_run(&id))
             .await
             .map_err(blocking_err)?;
         let shim_dir = self.containers.shim_dir(&rec.id);
+        berth_runtime::timing::mark("start: prepared (rootfs, config.json)");
         let pid = match prepared {
             Ok(()) => {
                 let d = self.clone();
@@ -330,6 +335,7 @@ impl Daemon {
                 return Err(err);
             }
         };
+        berth_runtime::timing::mark("start: shim ready");
         // Attaches that came before the start connect now, then the init runs.
         let pending: Vec<_> =
             std::mem::take(&mut *e.pending_attach.lock().unwrap_or_else(|p| p.into_inner()));
@@ -359,6 +365,7 @@ impl Daemon {
         )
         .await;
         if let Err(err) = shim::call(&shim_dir, &Request::Start).await {
+            berth_runtime::timing::mark("start: watcher connected (before start request)");
             let err: EngineError = err.into();
             // The shim records the failed start as an exit; wait for it to go.
             if let Ok(mut w) = watcher {
@@ -381,10 +388,12 @@ impl Daemon {
             r.has_been_started = true;
             r.manually_stopped = false;
         }
+        berth_runtime::timing::mark("start: started");
         self.containers.save(e)?;
         let attrs = e.rec().event_attrs();
         self.events.emit("container", "start", &rec.id, attrs);
         self.health_start(e);
+        berth_runtime::timing::mark("start: saved");
         let d = self.clone();
         let e2 = e.clone();
         tokio::spawn(async move { d.monitor(e2, shim_dir, watcher.ok()).await });
@@ -475,6 +484,10 @@ impl Daemon {
             }
         };
         let dir = self.containers.dir(id);
+        if let Err(err) = self.containers.write_bpf(&dir, &spec) {
+            let _ = self.containers.snapshotter.unmount(&cid, true);
+            return Err(err);
+        }
         let tmp = dir.join(".config.json.tmp");
         std::fs::write(&tmp, serde_json::to_vec(&spec).unwrap_or_default())
             .and_then(|_| std::fs::rename(&tmp, dir.join("config.json")))
@@ -522,6 +535,7 @@ impl Daemon {
                 }
             }
         }
+        berth_runtime::timing::mark("monitor: shim gone");
         let exit = ExitRecord::read(&shim_dir).ok().flatten();
         self.on_exit(&e, exit).await;
     }
@@ -558,6 +572,7 @@ impl Daemon {
             (r.state.exit_code, r.state.oom_killed)
         };
         let _ = self.containers.save(e);
+        berth_runtime::timing::mark("exit: recorded");
         let mut attrs = e.rec().event_attrs();
         if oom {
             self.events.emit("container", "oom", &id, attrs.clone());
@@ -859,7 +874,9 @@ impl Daemon {
         let e = self.containers.get(key)?;
         let old = e.rec().name.clone();
         if old == name {
-            return Err(EngineError::conflict("Renaming a container with the same name as its current name".to_string()));
+            return Err(EngineError::conflict(
+                "Renaming a container with the same name as its current name".to_string(),
+            ));
         }
         e.rec().name = name.to_string();
         if let Err(err) = self.containers.save(&e) {
@@ -920,6 +937,7 @@ impl Daemon {
             }
         }
         e.rec().state.status = Status::Removing;
+        berth_runtime::timing::mark("remove: begin");
         let id = rec.id.clone();
         let d = self.clone();
         tokio::task::spawn_blocking(move || {
@@ -931,7 +949,9 @@ impl Daemon {
         })
         .await
         .map_err(blocking_err)?;
+        berth_runtime::timing::mark("remove: files gone");
         self.containers.forget(&rec.id)?;
+        berth_runtime::timing::mark("remove: forgotten");
         e.removed.store(true, std::sync::atomic::Ordering::SeqCst);
         e.notify();
         self.events

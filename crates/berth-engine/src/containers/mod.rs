@@ -191,6 +191,8 @@ pub struct Containers {
     pub execs: Mutex<HashMap<String, Arc<exec::Exec>>>,
     /// The default seccomp profile converted per capability set (conversion costs ms).
     seccomp_cache: Mutex<HashMap<Vec<String>, Option<serde_json::Value>>>,
+    /// Compiled filters (`seccomp.bpf` files) by the fingerprint of their seccomp section.
+    bpf_cache: Mutex<HashMap<[u8; 32], Arc<Vec<u8>>>>,
 }
 
 /// Docker's default seccomp profile (policy is data: see profiles/README.md).
@@ -221,7 +223,48 @@ impl Containers {
             snapshotter,
             execs: Mutex::new(HashMap::new()),
             seccomp_cache: Mutex::new(HashMap::new()),
+            bpf_cache: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Writes `<bundle>/seccomp.bpf` for the spec's seccomp section (compiled once per section
+    /// and cached), or removes a stale one; the runtime then skips compiling.
+    pub fn write_bpf(
+        &self,
+        bundle: &std::path::Path,
+        spec: &serde_json::Value,
+    ) -> Result<(), EngineError> {
+        use berth_runtime::seccomp::cache;
+        let path = bundle.join(cache::FILE);
+        let Some(section) = spec.get("linux").and_then(|l| l.get("seccomp")) else {
+            let _ = std::fs::remove_file(&path);
+            return Ok(());
+        };
+        let s: oci_spec::runtime::LinuxSeccomp = serde_json::from_value(section.clone())
+            .map_err(|e| EngineError::invalid(format!("seccomp profile: {e}")))?;
+        let fp = cache::fingerprint(&s);
+        let cached = self
+            .bpf_cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&fp)
+            .cloned();
+        let bytes = match cached {
+            Some(b) => b,
+            None => {
+                let p = berth_runtime::seccomp::compile(&s)
+                    .map_err(|e| EngineError::invalid(format!("seccomp profile: {e}")))?;
+                let b = Arc::new(cache::encode(&s, &p));
+                let mut c = self.bpf_cache.lock().unwrap_or_else(|p| p.into_inner());
+                if c.len() > 64 {
+                    c.clear();
+                }
+                c.insert(fp, b.clone());
+                b
+            }
+        };
+        std::fs::write(&path, bytes.as_slice())
+            .map_err(|e| EngineError::internal(format!("write {}: {e}", path.display())))
     }
 
     /// The `linux.seccomp` of a run: the default profile for these capabilities (cached), a

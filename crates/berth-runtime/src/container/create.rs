@@ -105,10 +105,11 @@ impl Container {
         for (k, _) in &sysctls {
             plan::check_sysctl(k, &ns)?;
         }
+        // A filter berthd precompiled for this very section saves compiling it here.
         let seccomp = linux
             .seccomp()
             .as_ref()
-            .map(crate::seccomp::compile)
+            .map(|s| crate::seccomp::cache::load_or_compile(&bundle.dir, s))
             .transpose()?;
         let process = ProcessPlan::from_spec(proc_spec, seccomp, opts.preserve_fds)?;
         if process.terminal && opts.console_socket.is_none() {

@@ -21,6 +21,7 @@
 //! [`from_docker_profile`] converts Docker/moby-format profiles (with `includes`/`excludes`) to
 //! the OCI form that [`compile`] takes.
 
+pub mod cache;
 mod docker;
 
 use std::fs::File;
