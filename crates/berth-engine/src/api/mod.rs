@@ -2,6 +2,7 @@
 //! engine's services and answers into Docker's JSON shapes. One file per resource; this one
 //! puts them together and checks the `/vX.Y` prefix.
 
+pub mod commit;
 pub mod containers;
 pub mod events;
 pub mod exec;
@@ -32,6 +33,7 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .merge(system::routes())
         .merge(images::routes())
         .merge(containers::routes())
+        .merge(commit::routes())
         .merge(exec::routes())
         .merge(stats::routes())
         .merge(events::routes());
