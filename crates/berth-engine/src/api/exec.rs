@@ -109,7 +109,24 @@ async fn inspect(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, EngineError> {
     let ex = d.exec_get(&id)?;
-    let st = ex.state();
+    let mut st = ex.state();
+    if st.running {
+        // The shim writes the exit record before an attached client sees EOF, but the task
+        // that records it may not have run yet when that client (docker exec) asks for the
+        // exit code: read the record itself, else the state the task has set meanwhile.
+        let dir = d
+            .config
+            .exec_root
+            .join("x")
+            .join(ex.id.get(..12).unwrap_or(&ex.id));
+        match berth_runtime::shim::ExitRecord::read(&dir) {
+            Ok(Some(x)) => {
+                st.running = false;
+                st.exit_code = Some(x.exit_code as i64);
+            }
+            _ => st = ex.state(),
+        }
+    }
     let cmd = ex.config.cmd.clone().unwrap_or_default();
     Ok(Json(json!({
         "ID": ex.id,
