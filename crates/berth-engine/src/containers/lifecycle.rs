@@ -543,12 +543,16 @@ impl Daemon {
     /// Records an exit; then auto-remove or the restart policy.
     async fn on_exit(self: &Arc<Self>, e: &Arc<Entry>, exit: Option<ExitRecord>) {
         let id = e.rec().id.clone();
-        let cid = ContainerId::new(&id).ok();
-        if let Some(cid) = &cid {
-            let _ = self.containers.snapshotter.unmount(cid, true);
-        }
-        let shim_dir = self.containers.shim_dir(&id);
-        let _ = std::fs::remove_dir_all(&shim_dir);
+        // Unmount the rootfs and drop the shim's directory off the async workers.
+        let d = self.clone();
+        let id2 = id.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Ok(cid) = ContainerId::new(&id2) {
+                let _ = d.containers.snapshotter.unmount(&cid, true);
+            }
+            let _ = std::fs::remove_dir_all(d.containers.shim_dir(&id2));
+        })
+        .await;
         let (code, oom) = {
             let mut r = e.rec();
             match &exit {
@@ -940,15 +944,27 @@ impl Daemon {
         berth_runtime::timing::mark("remove: begin");
         let id = rec.id.clone();
         let d = self.clone();
-        tokio::task::spawn_blocking(move || {
+        // Unmount, then move the directory aside: the client learns of the removal at once and
+        // the files go in the background (a restart finishes what a crash interrupted).
+        let trash = tokio::task::spawn_blocking(move || {
             if let Ok(cid) = ContainerId::new(&id) {
-                let _ = d.containers.snapshotter.remove(&cid);
+                let _ = d.containers.snapshotter.unmount(&cid, true);
             }
             let _ = std::fs::remove_dir_all(d.containers.shim_dir(&id));
-            let _ = std::fs::remove_dir_all(d.containers.dir(&id));
+            let trash = d.containers.trash_dir().join(&id);
+            match std::fs::rename(d.containers.dir(&id), &trash) {
+                Ok(()) => Some(trash),
+                Err(_) => {
+                    let _ = std::fs::remove_dir_all(d.containers.dir(&id));
+                    None
+                }
+            }
         })
         .await
         .map_err(blocking_err)?;
+        if let Some(t) = trash {
+            tokio::task::spawn_blocking(move || std::fs::remove_dir_all(t));
+        }
         berth_runtime::timing::mark("remove: files gone");
         self.containers.forget(&rec.id)?;
         berth_runtime::timing::mark("remove: forgotten");

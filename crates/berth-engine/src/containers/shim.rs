@@ -111,9 +111,13 @@ pub fn run_ready(mut cmd: Command, binary: &Path) -> Result<i32, ShimError> {
         }
     })?;
     let wfd = w.as_raw_fd();
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+    // With BERTH_TIMING=1 the shim's (and the runtime's) stage marks join berthd's stderr.
+    let stderr = if berth_runtime::timing::enabled() {
+        Stdio::inherit()
+    } else {
+        Stdio::null()
+    };
+    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(stderr);
     use std::os::unix::process::CommandExt;
     // SAFETY: between fork and exec the closure only calls dup2, which is async-signal-safe;
     // it allocates nothing and takes no locks. dup2 clears CLOEXEC on the new fd 3.

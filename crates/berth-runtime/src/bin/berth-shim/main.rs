@@ -128,6 +128,8 @@ fn parse_args() -> Result<Args, String> {
 }
 
 fn main() {
+    berth_runtime::timing::init_from_env();
+    berth_runtime::timing::mark("shim: main");
     let args = match parse_args() {
         Ok(a) => a,
         Err(e) => {
