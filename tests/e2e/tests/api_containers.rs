@@ -664,11 +664,17 @@ fn a_hundred_concurrent_runs_through_the_api() -> Result<()> {
         .map(|i| {
             let sock = sock.clone();
             std::thread::spawn(move || -> Result<(String, String)> {
+                // Half named by the client, half by berthd (generated names must not collide).
                 let name = format!("par{i}");
+                let query = if i % 2 == 0 {
+                    format!("?name={name}")
+                } else {
+                    String::new()
+                };
                 let (st, body) = berthd::http(
                     &sock,
                     "POST",
-                    &format!("/v1.45/containers/create?name={name}"),
+                    &format!("/v1.45/containers/create{query}"),
                     br#"{"Image":"busybox","Cmd":["sleep","300"]}"#,
                 )?;
                 ensure!(st == 201, "create {name}: {st} {body}");
@@ -704,6 +710,12 @@ fn a_hundred_concurrent_runs_through_the_api() -> Result<()> {
     let ps = d.docker_ok(&["ps", "-q", "--no-trunc"])?;
     let running: HashSet<String> = lines(&ps).into_iter().map(str::to_string).collect();
     ensure!(running == ids, "{} running of 100", running.len());
+    let shown = d.docker_ok(&["ps", "--format", "{{.Names}}"])?;
+    let shown: HashSet<&str> = lines(&shown).into_iter().collect();
+    ensure!(shown.len() == 100, "{} distinct names of 100", shown.len());
+    for i in (0..100).step_by(2) {
+        ensure!(shown.contains(format!("par{i}").as_str()), "par{i} missing");
+    }
     Ok(())
 }
 
