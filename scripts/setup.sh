@@ -19,7 +19,7 @@ repo=$(cd "$here/.." && pwd)
 packages=(
     busybox-static crun runc containerd hyperfine libseccomp-dev pkg-config
     golang-go jq iproute2 golang-github-containers-common umoci make
-    docker-registry skopeo docker.io python3-venv
+    docker-registry skopeo docker.io python3-venv tini podman curl
 )
 missing=()
 for p in "${packages[@]}"; do
