@@ -957,7 +957,6 @@ fn container_prune_and_system_df() -> Result<()> {
 }
 
 #[test]
-#[ignore = "berthd has no POST /networks/prune (nor /build/prune): docker system prune stops at \"page not found\" after pruning containers"]
 fn system_prune() -> Result<()> {
     require_root!();
     let d = Berthd::with_busybox()?;

@@ -212,6 +212,45 @@ fn network_mode(r: &Record) -> String {
     }
 }
 
+/// Bytes under a directory (not following links, not crossing mounts).
+pub fn dir_size(path: &std::path::Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![path.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&p) else {
+            continue;
+        };
+        for entry in rd.flatten() {
+            let Ok(m) = entry.metadata() else { continue };
+            if m.is_dir() {
+                stack.push(entry.path());
+            } else {
+                total += m.len();
+            }
+        }
+    }
+    total
+}
+
+/// The container rows of `GET /system/df`: summaries with SizeRw (the upper dir) and
+/// SizeRootFs. Blocking.
+pub fn df_containers(d: &Daemon) -> Vec<Value> {
+    d.containers
+        .list()
+        .iter()
+        .map(|e| {
+            let r = e.snapshot();
+            let mut v = summary(&r);
+            let rw = berth_types::ContainerId::new(&r.id)
+                .map(|cid| dir_size(&d.containers.snapshotter.paths(&cid).upper))
+                .unwrap_or(0);
+            v["SizeRw"] = json!(rw);
+            v["SizeRootFs"] = json!(rw);
+            v
+        })
+        .collect()
+}
+
 fn summary(r: &Record) -> Value {
     json!({
         "Id": r.id,

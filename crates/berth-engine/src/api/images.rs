@@ -1315,11 +1315,15 @@ fn is_plain_http(d: &Daemon, domain: &str) -> bool {
 }
 
 async fn system_df(State(d): State<Arc<Daemon>>) -> Result<Response, EngineError> {
+    let d2 = d.clone();
+    let containers = tokio::task::spawn_blocking(move || super::containers::df_containers(&d2))
+        .await
+        .unwrap_or_default();
     let df = blocking(move || svc::df_images(&d)).await?;
     Ok(Json(json!({
         "LayersSize": df.layers_size,
         "Images": df.images,
-        "Containers": [],
+        "Containers": containers,
         "Volumes": [],
         "BuildCache": [],
     }))

@@ -19,6 +19,19 @@ pub fn routes() -> Routes {
         .route("/_ping", get(ping).head(ping))
         .route("/version", get(version))
         .route("/info", get(info))
+        // `docker system prune` also prunes networks and the build cache. berth has neither
+        // user networks (issue 5) nor a build cache (issue 7) yet, so there is truly nothing
+        // to delete; the networking and build engineers replace these with their own.
+        .route("/networks/prune", axum::routing::post(prune_networks))
+        .route("/build/prune", axum::routing::post(prune_build))
+}
+
+async fn prune_networks() -> Json<Value> {
+    Json(json!({"NetworksDeleted": []}))
+}
+
+async fn prune_build() -> Json<Value> {
+    Json(json!({"CachesDeleted": [], "SpaceReclaimed": 0}))
 }
 
 async fn ping(method: Method) -> Response {

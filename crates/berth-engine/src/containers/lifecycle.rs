@@ -87,11 +87,34 @@ pub fn merge_config(
         Some(s) if !s.is_empty() => Some(s.clone()),
         _ => b.clone(),
     };
-    let healthcheck = body.healthcheck.clone().or_else(|| {
-        img.healthcheck
-            .as_ref()
-            .and_then(|h| serde_json::from_value(h.clone()).ok())
-    });
+    // Docker fills what the request's healthcheck leaves out (`--health-interval` alone) from
+    // the image's HEALTHCHECK.
+    let img_health: Option<berth_types::api::HealthConfig> = img
+        .healthcheck
+        .as_ref()
+        .and_then(|h| serde_json::from_value(h.clone()).ok());
+    let healthcheck = match (body.healthcheck.clone(), img_health) {
+        (Some(mut b), Some(i)) => {
+            if b.test.as_ref().is_none_or(|t| t.is_empty()) {
+                b.test = i.test;
+            }
+            let zero = |v: Option<i64>| v.is_none_or(|x| x == 0);
+            if zero(b.interval) {
+                b.interval = i.interval;
+            }
+            if zero(b.timeout) {
+                b.timeout = i.timeout;
+            }
+            if zero(b.start_period) {
+                b.start_period = i.start_period;
+            }
+            if zero(b.retries) {
+                b.retries = i.retries;
+            }
+            Some(b)
+        }
+        (b, i) => b.or(i),
+    };
     let exposed: Option<Vec<String>> = {
         let mut v: Vec<String> = img
             .exposed_ports
