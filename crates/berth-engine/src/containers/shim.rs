@@ -117,7 +117,9 @@ pub fn run_ready(mut cmd: Command, binary: &Path) -> Result<i32, ShimError> {
     } else {
         Stdio::null()
     };
-    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(stderr);
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(stderr);
     use std::os::unix::process::CommandExt;
     // SAFETY: between fork and exec the closure only calls dup2, which is async-signal-safe;
     // it allocates nothing and takes no locks. dup2 clears CLOEXEC on the new fd 3.
