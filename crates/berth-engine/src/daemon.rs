@@ -54,7 +54,7 @@ impl Daemon {
         });
         // rmi asks the containers whether an image is in use (weak: no cycle).
         let weak = Arc::downgrade(&d);
-        let _ = d.image_service.in_use.set(Box::new(move |id| {
+        d.image_service.set_in_use(Box::new(move |id| {
             weak.upgrade()
                 .map(|d| d.containers.using_image(&id.to_string()))
                 .unwrap_or_default()

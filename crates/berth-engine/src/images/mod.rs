@@ -7,7 +7,7 @@
 //! never call the blocking store from an async context: callers go through [`blocking`].
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use base64::Engine as _;
 use berth_image::archive::ArchiveError;
@@ -36,7 +36,7 @@ pub struct ImageService {
     pub ops: ImageOps,
     /// Which containers use an image (id → `(container id, running)`); unset means none do.
     /// Filled once by the container service so that `rmi` refuses what Docker refuses.
-    pub in_use: OnceLock<InUseFn>,
+    pub in_use: std::sync::RwLock<Option<InUseFn>>,
 }
 
 impl ImageService {
@@ -58,13 +58,25 @@ impl ImageService {
                 ..Default::default()
             },
             ops: ImageOps::open(&config.data_root)?,
-            in_use: OnceLock::new(),
+            in_use: std::sync::RwLock::new(None),
         })
+    }
+
+    /// Installs the function that names the containers using an image (berthd: the container
+    /// service; tests: a fake).
+    pub fn set_in_use(&self, f: InUseFn) {
+        if let Ok(mut g) = self.in_use.write() {
+            *g = Some(f);
+        }
     }
 
     /// The containers using image `id`, as the container service reports them.
     pub fn users(&self, id: &Digest) -> Vec<(String, bool)> {
-        self.in_use.get().map(|f| f(id)).unwrap_or_default()
+        self.in_use
+            .read()
+            .ok()
+            .and_then(|g| g.as_ref().map(|f| f(id)))
+            .unwrap_or_default()
     }
 
     /// A registry client, with `auth` (when it carries a user or token) as the credentials for
@@ -284,9 +296,9 @@ pub fn df_images(d: &Daemon) -> Result<DfImages, EngineError> {
     };
     let mut images = Vec::with_capacity(usage.images.len());
     for u in &usage.images {
-        let containers = match d.image_service.in_use.get() {
-            Some(f) => f(&u.id).len(),
-            None => u.containers,
+        let containers = match d.image_service.in_use.read().ok().as_deref() {
+            Some(Some(f)) => f(&u.id).len(),
+            _ => u.containers,
         };
         let (labels, digests) = match d.images.get_by_id(&u.id) {
             Ok(img) => (labels_of(&img), repo_digests(&img)),
@@ -579,7 +591,7 @@ mod tests {
         let state = Arc::new(std::sync::Mutex::new(vec![("c".repeat(64), true)]));
         let s2 = state.clone();
         let hook: InUseFn = Box::new(move |_| s2.lock().unwrap().clone());
-        assert!(d.image_service.in_use.set(hook).is_ok());
+        d.image_service.set_in_use(hook);
         let e = remove(&d, &id.to_string(), true).unwrap_err();
         assert_eq!(e.kind, ErrorKind::Conflict);
         assert_eq!(
@@ -609,7 +621,7 @@ mod tests {
     fn forced_removal_by_name_of_a_running_image_only_untags() {
         let (_dir, d, id) = daemon_with_image();
         let hook: InUseFn = Box::new(|_| vec![("e".repeat(64), true)]);
-        assert!(d.image_service.in_use.set(hook).is_ok());
+        d.image_service.set_in_use(hook);
         let items = remove(&d, "busybox", true).unwrap();
         assert_eq!(items, vec![DeleteItem::Untagged("busybox:latest".into())]);
         assert!(d.images.get_by_id(&id).is_ok(), "the image stays, dangling");
