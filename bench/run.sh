@@ -14,7 +14,7 @@
 #
 # Usage: bash bench/run.sh           (as root, after bash scripts/setup.sh)
 # Env:   RUNS=30 WARMUP=3 ROUNDS=3 IDLE=1000 IDLE_DOCKER=$IDLE PEERS="docker podman crun"
-#        SKIP_IDLE=1 to skip part 2.
+#        SKIP_IDLE=1 to skip part 2, SKIP_START=1 to skip part 1.
 # Results (hyperfine JSON, the table) go to bench/results/.
 set -euo pipefail
 
@@ -106,6 +106,7 @@ if has_peer crun && command -v crun >/dev/null; then
     cmds+=("crun --root $work/crun-root run --bundle $work/bundle bench-crun")
 fi
 
+if [[ ${SKIP_START:-0} != 1 ]]; then
 # Each command once, untimed: a peer that fails is reported and left out.
 ok_names=() ok_cmds=()
 for i in "${!cmds[@]}"; do
@@ -144,10 +145,11 @@ b=$(median "berth run --rm")
         printf '%-18s %10.1f %12s\n' "$nm" "$m" "$(ratio "$b" "$m")"
     done
 } | tee "$results/run-$stamp.txt"
+fi
 
 [[ ${SKIP_IDLE:-0} == 1 ]] && exit 0
 
-mem_avail() { awk '/MemAvailable/ {printf "%d", $2 * 1024}' /proc/meminfo; }
+mem_avail() { echo $(($(awk '/MemAvailable/ {print $2}' /proc/meminfo) * 1024)); }
 pss_of() { # pattern → average PSS in kB of matching processes
     local total=0 count=0
     for p in $(pgrep -f "$1"); do
