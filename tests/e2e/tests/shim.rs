@@ -637,12 +637,18 @@ fn exec_of_a_missing_program_answers_an_error_and_records_127() -> Result<()> {
     assert!(e.contains("no-such-program"), "{}", ex.ready);
     assert_eq!(ex.exit(Duration::from_secs(10))?["exitCode"], 127);
 
-    // A file that is not executable: 126 or 127 like Docker (the runtime does not tell apart
-    // "missing" and "not executable" yet), never a success.
-    let ex = launch_exec(&rt, &id, &exec_process(&["/etc/passwd"]), &[])?;
-    assert!(ex.ready["error"].is_string(), "{}", ex.ready);
-    let code = ex.exit(Duration::from_secs(10))?["exitCode"].as_i64();
-    assert!(matches!(code, Some(126 | 127)), "{code:?}");
+    // A file that is not executable, and a directory: 126 like Docker.
+    for prog in ["/etc/passwd", "/etc"] {
+        let ex = launch_exec(&rt, &id, &exec_process(&[prog]), &[])?;
+        let e = ex.ready["error"].as_str().unwrap_or("");
+        assert!(
+            e.contains("permission denied") || e.contains("is a directory"),
+            "{}",
+            ex.ready
+        );
+        let code = ex.exit(Duration::from_secs(10))?["exitCode"].as_i64();
+        assert_eq!(code, Some(126), "{prog}");
+    }
     assert!(common::pid_alive(
         ctr.ready["pid"].as_i64().unwrap_or(0) as i32
     ));

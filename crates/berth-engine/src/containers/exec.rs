@@ -172,7 +172,7 @@ impl Daemon {
         let started = shim::request(&dir, &Request::Start).await;
         if let Err(err) = started {
             let m = err.to_string();
-            let code = if m.contains("permission denied") {
+            let code = if m.contains("permission denied") || m.contains("is a directory") {
                 126
             } else {
                 127

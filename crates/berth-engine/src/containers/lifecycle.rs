@@ -436,7 +436,7 @@ impl Daemon {
             let mut r = e.rec();
             let m = err.message.to_ascii_lowercase();
             r.state.error = err.message.clone();
-            r.state.exit_code = if m.contains("permission denied") {
+            r.state.exit_code = if m.contains("permission denied") || m.contains("is a directory") {
                 126
             } else if m.contains("no such file") || m.contains("not found") {
                 127
@@ -1028,6 +1028,9 @@ impl Daemon {
                 _ => e.removed.load(std::sync::atomic::Ordering::SeqCst),
             };
             if done {
+                // A removed container's start error was already the start request's answer;
+                // Docker's wait for removal carries none.
+                let err = if cond == 2 { String::new() } else { err };
                 return Ok((code, err));
             }
             if rx.changed().await.is_err() {

@@ -50,7 +50,11 @@ impl From<ShimError> for EngineError {
 
 fn start_error_kind(m: &str) -> berth_types::ErrorKind {
     let l = m.to_ascii_lowercase();
-    if l.contains("no such file") || l.contains("not found") || l.contains("permission denied") {
+    if l.contains("no such file")
+        || l.contains("not found")
+        || l.contains("permission denied")
+        || l.contains("is a directory")
+    {
         berth_types::ErrorKind::InvalidArgument
     } else {
         berth_types::ErrorKind::Internal

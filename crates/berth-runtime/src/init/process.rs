@@ -129,16 +129,31 @@ impl ProcessPlan {
                 .map(|d| Path::new(d).join(arg0))
                 .collect()
         };
+        // execvp's rules, with runc's messages (Docker's client maps "not found"/"no such
+        // file" to exit 127 and "permission denied"/"is a directory" to 126).
+        let explicit = candidates.len() == 1 && arg0.as_os_str().as_bytes().contains(&b'/');
+        let (mut saw_dir, mut saw_noexec) = (false, false);
         for c in &candidates {
             if let Ok(m) = std::fs::metadata(c) {
                 use std::os::unix::fs::PermissionsExt;
                 if m.is_file() && m.permissions().mode() & 0o111 != 0 {
                     return sys::cstr(c).map_err(|e| RuntimeError::sys("program path", e));
                 }
+                saw_dir |= m.is_dir();
+                saw_noexec |= !m.is_dir();
             }
         }
+        let why = if saw_noexec {
+            "permission denied"
+        } else if saw_dir && explicit {
+            "is a directory"
+        } else if explicit {
+            "no such file or directory"
+        } else {
+            "executable file not found in $PATH"
+        };
         Err(RuntimeError::Invalid(format!(
-            "exec: {:?}: executable file not found in $PATH or not executable",
+            "exec: {:?}: {why}",
             arg0.display()
         )))
     }
