@@ -566,12 +566,16 @@ impl Daemon {
     /// Records an exit; then auto-remove or the restart policy.
     async fn on_exit(self: &Arc<Self>, e: &Arc<Entry>, exit: Option<ExitRecord>) {
         let id = e.rec().id.clone();
-        // Unmount the rootfs and drop the shim's directory off the async workers.
+        // Unmount the rootfs (unless the container is about to be removed, which unmounts in
+        // the background) and drop the shim's directory, off the async workers.
         let d = self.clone();
         let id2 = id.clone();
+        let auto_remove = e.rec().host_config.auto_remove == Some(true);
         let _ = tokio::task::spawn_blocking(move || {
-            if let Ok(cid) = ContainerId::new(&id2) {
-                let _ = d.containers.snapshotter.unmount(&cid, true);
+            if !auto_remove {
+                if let Ok(cid) = ContainerId::new(&id2) {
+                    let _ = d.containers.snapshotter.unmount(&cid, true);
+                }
             }
             let _ = std::fs::remove_dir_all(d.containers.shim_dir(&id2));
         })
@@ -967,18 +971,19 @@ impl Daemon {
         berth_runtime::timing::mark("remove: begin");
         let id = rec.id.clone();
         let d = self.clone();
-        // Unmount, then move the directory aside: the client learns of the removal at once and
-        // the files go in the background (a restart finishes what a crash interrupted).
+        // Move the directory aside (its rootfs mount moves with it): the client learns of the
+        // removal at once; the unmount and the files go in the background (a restart finishes
+        // what a crash interrupted).
         let trash = tokio::task::spawn_blocking(move || {
-            if let Ok(cid) = ContainerId::new(&id) {
-                let _ = d.containers.snapshotter.unmount(&cid, true);
-            }
             let _ = std::fs::remove_dir_all(d.containers.shim_dir(&id));
             let trash = d.containers.trash_dir().join(&id);
             match std::fs::rename(d.containers.dir(&id), &trash) {
                 Ok(()) => Some(trash),
                 Err(_) => {
-                    let _ = std::fs::remove_dir_all(d.containers.dir(&id));
+                    if let Ok(cid) = ContainerId::new(&id) {
+                        let _ = d.containers.snapshotter.unmount(&cid, true);
+                    }
+                    super::purge(&d.containers.dir(&id));
                     None
                 }
             }
@@ -986,7 +991,7 @@ impl Daemon {
         .await
         .map_err(blocking_err)?;
         if let Some(t) = trash {
-            tokio::task::spawn_blocking(move || std::fs::remove_dir_all(t));
+            tokio::task::spawn_blocking(move || super::purge(&t));
         }
         berth_runtime::timing::mark("remove: files gone");
         self.containers.forget(&rec.id)?;

@@ -212,7 +212,9 @@ impl Containers {
         let store = Store::open(&config.data_root.join("containers.db"))?;
         // Directories of containers removed just before a crash: finish deleting them.
         let trash = root.join(".trash");
-        let _ = std::fs::remove_dir_all(&trash);
+        for ent in std::fs::read_dir(&trash).into_iter().flatten().flatten() {
+            purge(&ent.path());
+        }
         std::fs::create_dir_all(&trash)
             .map_err(|e| EngineError::internal(format!("create {}: {e}", trash.display())))?;
         let mut entries = HashMap::new();
@@ -400,6 +402,19 @@ impl Containers {
     pub fn log_path(&self, id: &str) -> PathBuf {
         self.dir(id).join(format!("{id}-json.log"))
     }
+}
+
+/// Deletes a removed container's directory: unmounts its rootfs first (lazily), and deletes
+/// nothing while anything is still mounted there.
+pub fn purge(dir: &std::path::Path) {
+    let rootfs = dir.join("rootfs");
+    if berth_image::snapshot::is_mount_point(&rootfs) {
+        let _ = rustix::mount::unmount(&rootfs, rustix::mount::UnmountFlags::DETACH);
+        if berth_image::snapshot::is_mount_point(&rootfs) {
+            return;
+        }
+    }
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 /// A new random 64-hex id.
