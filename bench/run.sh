@@ -76,6 +76,7 @@ wait_sock() { # socket, what
 # berthd, private.
 BERTH_SHIM=$shim "$berthd" -H "unix://$work/berth.sock" --data-root "$work/berth" >>"$log" 2>&1 &
 pids+=($!)
+disown "$!"
 wait_sock "$work/berth.sock" berthd
 export BERTH_HOST=unix://$work/berth.sock BERTH_NO_AUTOSTART=1
 tar -C "$rootfs" -c . | "$berth" import - busybox:latest >/dev/null
@@ -87,6 +88,7 @@ if has_peer docker && command -v dockerd >/dev/null; then
     dockerd --data-root "$work/docker" --exec-root "$work/docker-exec" -H "unix://$work/docker.sock" \
         --pidfile "$work/docker.pid" --bridge=none --iptables=false >>"$log" 2>&1 &
     pids+=($!)
+    disown "$!"
     wait_sock "$work/docker.sock" dockerd
     tar -C "$rootfs" -c . | DOCKER_HOST=unix://$work/docker.sock docker import - busybox:latest >/dev/null
     names+=("docker run --rm")
