@@ -968,3 +968,66 @@ fn system_prune() -> Result<()> {
     ensure!(left == "live", "{left}");
     Ok(())
 }
+
+#[test]
+fn mounts_devices_and_programs_that_cannot_run() -> Result<()> {
+    require_root!();
+    let d = Berthd::with_busybox()?;
+    let src = tempfile::tempdir()?;
+    std::fs::write(src.path().join("f"), "from the host\n")?;
+    let bind = format!("type=bind,src={},dst=/data,readonly", src.path().display());
+    let out = d.docker_ok(&[
+        "run",
+        "--rm",
+        "--mount",
+        &bind,
+        "--mount",
+        "type=tmpfs,dst=/scratch,tmpfs-size=1m",
+        BB,
+        "sh",
+        "-c",
+        "cat /data/f; touch /data/x 2>/dev/null || echo ro; df -k /scratch | tail -1",
+    ])?;
+    ensure!(out.starts_with("from the host\nro\n"), "{out}");
+    ensure!(out.contains(" 1024 "), "tmpfs of 1 MiB: {out}");
+    let out = d.docker_ok(&[
+        "run",
+        "--rm",
+        "--device",
+        "/dev/null:/dev/mynull:rw",
+        BB,
+        "sh",
+        "-c",
+        "echo x > /dev/mynull && echo wrote",
+    ])?;
+    ensure!(out == "wrote", "{out}");
+    // Refused before anything is made, with Docker's wording.
+    for (args, want) in [
+        (
+            vec!["--mount", "type=volume,src=v,dst=/v"],
+            "named volumes are not supported yet",
+        ),
+        (
+            vec!["--mount", "type=bind,src=/no/such/dir,dst=/v"],
+            "bind source path does not exist",
+        ),
+        (vec!["--device", "/etc/passwd"], "not a device node"),
+    ] {
+        let mut a = vec!["run", "--rm"];
+        a.extend(args);
+        a.extend([BB, "true"]);
+        let out = d.docker(&a)?;
+        ensure!(out.code == 125 && out.stderr.contains(want), "{out:?}");
+    }
+    // Programs that exist but cannot run: 126, as with Docker; a missing one: 127.
+    for (prog, code) in [("/etc", 126), ("/etc/passwd", 126), ("/no/such", 127)] {
+        let out = d.docker(&["run", "--rm", BB, prog])?;
+        ensure!(out.code == code, "{prog}: {out:?}");
+    }
+    let left = d.docker_ok(&["ps", "-aq"])?;
+    ensure!(
+        left.is_empty(),
+        "--rm containers whose start failed are gone: {left}"
+    );
+    Ok(())
+}

@@ -232,9 +232,7 @@ impl Daemon {
                 return Err(EngineError::not_found(format!("network {mode} not found")));
             }
         }
-        for b in hc.binds.iter().flatten() {
-            spec::check_bind(b)?;
-        }
+        spec::check_host_config(&hc)?;
         let config = merge_config(&body, image.config.config.as_ref());
         let mut argv: Vec<String> = config.entrypoint.clone().unwrap_or_default();
         argv.extend(config.cmd.clone().unwrap_or_default());

@@ -116,6 +116,10 @@ pub enum SpecError {
     BadBind(String, String),
     #[error("invalid ulimit {0:?}")]
     BadUlimit(String),
+    #[error("invalid mount config for type {0:?}: {1}")]
+    BadMount(String, String),
+    #[error("error gathering device information while adding custom device {0:?}: {1}")]
+    BadDevice(String, String),
 }
 
 /// The user a container's process runs as.
@@ -386,6 +390,9 @@ pub fn build(i: &Inputs) -> Result<Value, SpecError> {
         }
         mounts.push(json!({"destination": path, "type": "tmpfs", "source": "tmpfs", "options": o}));
     }
+    for m in hc.mounts.iter().flatten() {
+        mounts.push(api_mount(m)?);
+    }
     if init {
         if let Some(b) = i.init_binary {
             mounts.push(json!({"destination": INIT_PATH, "type": "bind", "source": b.display().to_string(), "options": ["bind", "ro"]}));
@@ -413,6 +420,14 @@ pub fn build(i: &Inputs) -> Result<Value, SpecError> {
     let mut resources = json!({
         "devices": default_device_rules(privileged),
     });
+    let mut linux_devices = Vec::new();
+    for dm in hc.devices.iter().flatten() {
+        let (dev, rule) = device(dm)?;
+        linux_devices.push(dev);
+        if let Some(rules) = resources["devices"].as_array_mut() {
+            rules.push(rule);
+        }
+    }
     let mut memory = serde_json::Map::new();
     if let Some(m) = hc.memory.filter(|m| *m > 0) {
         memory.insert("limit".into(), json!(m));
@@ -481,6 +496,9 @@ pub fn build(i: &Inputs) -> Result<Value, SpecError> {
             linux["seccomp"] = s.clone();
         }
     }
+    if !linux_devices.is_empty() {
+        linux["devices"] = json!(linux_devices);
+    }
     if let Some(sysctls) = &hc.sysctls {
         linux["sysctl"] = json!(sysctls);
     }
@@ -521,6 +539,126 @@ fn default_device_rules(privileged: bool) -> Value {
         allow("c", 136, None, "rwm"),
         allow("c", 10, Some(200), "rwm"),
     ])
+}
+
+/// Checks what `docker create` can check before anything is made: `--mount` entries (a bind
+/// source must exist) and `--device` paths.
+pub fn check_host_config(hc: &berth_types::api::HostConfig) -> Result<(), SpecError> {
+    for b in hc.binds.iter().flatten() {
+        check_bind(b)?;
+    }
+    for m in hc.mounts.iter().flatten() {
+        api_mount(m)?;
+        if m.typ == Some(berth_types::api::MountType::BIND) {
+            let src = m.source.clone().unwrap_or_default();
+            if std::fs::symlink_metadata(&src).is_err() {
+                return Err(SpecError::BadMount(
+                    "bind".into(),
+                    format!("bind source path does not exist: {src}"),
+                ));
+            }
+        }
+    }
+    for d in hc.devices.iter().flatten() {
+        device(d)?;
+    }
+    Ok(())
+}
+
+/// One `--mount` (HostConfig.Mounts): bind and tmpfs. Named volumes arrive with issue 6.
+fn api_mount(m: &berth_types::api::Mount) -> Result<Value, SpecError> {
+    use berth_types::api::MountType;
+    let typ = m.typ.map_or_else(|| "".to_string(), |t| t.to_string());
+    let bad = |why: &str| SpecError::BadMount(typ.clone(), why.to_string());
+    let target = m.target.clone().unwrap_or_default();
+    if !target.starts_with('/') || target == "/" {
+        return Err(bad("the target must be an absolute path other than /"));
+    }
+    match m.typ {
+        Some(MountType::BIND) => {
+            let src = m.source.clone().unwrap_or_default();
+            if !src.starts_with('/') {
+                return Err(bad("the source must be an absolute host path"));
+            }
+            let bo = m.bind_options.clone().unwrap_or_default();
+            let mut o = vec![if bo.non_recursive == Some(true) {
+                "bind".to_string()
+            } else {
+                "rbind".to_string()
+            }];
+            if m.read_only == Some(true) {
+                o.push("ro".into());
+            }
+            let prop = bo.propagation.map(|p| p.to_string()).unwrap_or_default();
+            o.push(if prop.is_empty() {
+                "rprivate".into()
+            } else {
+                prop
+            });
+            Ok(json!({"destination": target, "type": "bind", "source": src, "options": o}))
+        }
+        Some(MountType::TMPFS) => {
+            if m.source.as_deref().is_some_and(|s| !s.is_empty()) {
+                return Err(bad("a tmpfs mount takes no source"));
+            }
+            let t = m.tmpfs_options.clone().unwrap_or_default();
+            let mut o = vec![
+                "nosuid".to_string(),
+                "nodev".to_string(),
+                "noexec".to_string(),
+            ];
+            if let Some(sz) = t.size_bytes.filter(|s| *s > 0) {
+                o.push(format!("size={sz}"));
+            }
+            if let Some(mode) = t.mode.filter(|m| *m > 0) {
+                o.push(format!("mode={mode:o}"));
+            }
+            if m.read_only == Some(true) {
+                o.push("ro".into());
+            }
+            Ok(json!({"destination": target, "type": "tmpfs", "source": "tmpfs", "options": o}))
+        }
+        Some(MountType::VOLUME) => Err(bad(
+            "named volumes are not supported yet: use type=bind with an absolute host path",
+        )),
+        _ => Err(bad("supported types: bind, tmpfs")),
+    }
+}
+
+/// One `--device HOST[:CONTAINER[:PERMS]]`: the device node to create and its cgroup rule.
+fn device(d: &berth_types::api::DeviceMapping) -> Result<(Value, Value), SpecError> {
+    let host = d.path_on_host.clone().unwrap_or_default();
+    let bad = |why: String| SpecError::BadDevice(host.clone(), why);
+    let ctr = d
+        .path_in_container
+        .clone()
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| host.clone());
+    let perms = d
+        .cgroup_permissions
+        .clone()
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| "rwm".into());
+    if perms.is_empty() || !perms.chars().all(|c| matches!(c, 'r' | 'w' | 'm')) {
+        return Err(bad(format!(
+            "invalid permissions {perms:?}: use r, w and m"
+        )));
+    }
+    if !ctr.starts_with('/') {
+        return Err(bad(format!("{ctr:?} is not an absolute path")));
+    }
+    let st = rustix::fs::stat(host.as_str()).map_err(|e| bad(e.to_string()))?;
+    let kind = match rustix::fs::FileType::from_raw_mode(st.st_mode) {
+        rustix::fs::FileType::CharacterDevice => "c",
+        rustix::fs::FileType::BlockDevice => "b",
+        _ => return Err(bad("not a device node".into())),
+    };
+    let (major, minor) = (rustix::fs::major(st.st_rdev), rustix::fs::minor(st.st_rdev));
+    Ok((
+        json!({"path": ctr, "type": kind, "major": major, "minor": minor,
+               "fileMode": st.st_mode & 0o777, "uid": 0, "gid": 0}),
+        json!({"allow": true, "type": kind, "major": major, "minor": minor, "access": perms}),
+    ))
 }
 
 /// Checks a `-v` bind spec without building it.
@@ -785,6 +923,100 @@ mod tests {
         assert_eq!(bind_mount("/a:/b:ro").unwrap()["options"][1], "ro");
         let caps = capabilities(&[], &["ALL".into()], false).unwrap();
         assert!(caps.is_empty());
+    }
+
+    #[test]
+    fn mounts_and_devices_from_the_api() {
+        use berth_types::api::{DeviceMapping, Mount, MountTmpfsOptions, MountType};
+        let hc = HostConfig {
+            mounts: Some(vec![
+                Mount {
+                    target: Some("/data".into()),
+                    source: Some("/tmp".into()),
+                    typ: Some(MountType::BIND),
+                    read_only: Some(true),
+                    ..Default::default()
+                },
+                Mount {
+                    target: Some("/scratch".into()),
+                    typ: Some(MountType::TMPFS),
+                    tmpfs_options: Some(MountTmpfsOptions {
+                        size_bytes: Some(1 << 20),
+                        mode: Some(0o1777),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+            ]),
+            devices: Some(vec![DeviceMapping {
+                path_on_host: Some("/dev/null".into()),
+                path_in_container: Some("/dev/mynull".into()),
+                cgroup_permissions: Some("rw".into()),
+            }]),
+            ..Default::default()
+        };
+        check_host_config(&hc).unwrap();
+        let s = spec_of(hc);
+        let mounts = s["mounts"].as_array().unwrap();
+        let data = mounts.iter().find(|m| m["destination"] == "/data").unwrap();
+        assert_eq!(data["options"], json!(["rbind", "ro", "rprivate"]));
+        let scratch = mounts
+            .iter()
+            .find(|m| m["destination"] == "/scratch")
+            .unwrap();
+        assert!(scratch["options"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("size=1048576")));
+        assert!(scratch["options"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("mode=1777")));
+        assert_eq!(s["linux"]["devices"][0]["path"], "/dev/mynull");
+        assert_eq!(s["linux"]["devices"][0]["major"], 1);
+        let rules = s["linux"]["resources"]["devices"].as_array().unwrap();
+        assert_eq!(rules.last().unwrap()["access"], "rw");
+        // Refused: volumes, relative targets, missing bind sources, non-devices, bad perms.
+        let bad = |m: Mount| {
+            check_host_config(&HostConfig {
+                mounts: Some(vec![m]),
+                ..Default::default()
+            })
+        };
+        assert!(bad(Mount {
+            target: Some("/v".into()),
+            source: Some("vol".into()),
+            typ: Some(MountType::VOLUME),
+            ..Default::default()
+        })
+        .is_err());
+        assert!(bad(Mount {
+            target: Some("rel".into()),
+            source: Some("/tmp".into()),
+            typ: Some(MountType::BIND),
+            ..Default::default()
+        })
+        .is_err());
+        assert!(bad(Mount {
+            target: Some("/x".into()),
+            source: Some("/no/such/dir".into()),
+            typ: Some(MountType::BIND),
+            ..Default::default()
+        })
+        .is_err());
+        let dev = |p: &str, perms: &str| {
+            check_host_config(&HostConfig {
+                devices: Some(vec![DeviceMapping {
+                    path_on_host: Some(p.into()),
+                    path_in_container: None,
+                    cgroup_permissions: Some(perms.into()),
+                }]),
+                ..Default::default()
+            })
+        };
+        assert!(dev("/etc/passwd", "rwm").is_err());
+        assert!(dev("/dev/null", "rwx").is_err());
+        assert!(dev("/dev/no-such", "rwm").is_err());
     }
 
     #[test]
