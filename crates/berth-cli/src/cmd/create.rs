@@ -5,8 +5,10 @@ use std::collections::HashMap;
 
 use anyhow::{anyhow, bail, Context, Result};
 use berth_types::api::{
-    ContainerCreateBody, ContainerCreateResponse, EndpointSettings, HealthConfig, HostConfig,
-    NetworkingConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum,
+    ContainerCreateBody, ContainerCreateResponse, DeviceMapping, EndpointSettings, HealthConfig,
+    HostConfig, Mount, MountBindOptions, MountBindOptionsPropagationEnum, MountTmpfsOptions,
+    MountType, NetworkingConfig, PortBinding, ResourcesUlimits, RestartPolicy,
+    RestartPolicyNameEnum,
 };
 use clap::{ArgAction, Args};
 
@@ -104,6 +106,15 @@ pub struct ContainerOpts {
     /// Mount a tmpfs directory
     #[arg(long)]
     pub tmpfs: Vec<String>,
+    /// Attach a filesystem mount to the container (type=bind|tmpfs,src=,dst=,readonly,...)
+    #[arg(long)]
+    pub mount: Vec<String>,
+    /// Add a host device to the container (HOST[:CONTAINER[:PERMS]])
+    #[arg(long)]
+    pub device: Vec<String>,
+    /// Ulimit options (NAME=SOFT[:HARD])
+    #[arg(long)]
+    pub ulimit: Vec<String>,
     /// Connect a container to a network
     #[arg(long = "network", visible_alias = "net")]
     pub network: Option<String>,
@@ -166,6 +177,114 @@ pub struct CreateArgs {
 }
 
 /// docker's RAMInBytes: "512m", "1.5g", "1024", "64MB" → bytes (binary multiples).
+/// `--mount type=bind,src=/a,dst=/b,readonly` as docker's CLI reads it (csv of key[=value]).
+pub fn parse_mount(spec: &str) -> Result<Mount> {
+    let mut m = Mount {
+        typ: Some(MountType::VOLUME),
+        ..Default::default()
+    };
+    let mut bind = MountBindOptions::default();
+    let mut tmpfs = MountTmpfsOptions::default();
+    let truthy = |v: Option<&str>, k: &str| -> Result<bool> {
+        match v {
+            None | Some("1") | Some("true") => Ok(true),
+            Some("0") | Some("false") => Ok(false),
+            Some(o) => bail!("invalid value for {k}: {o}"),
+        }
+    };
+    for field in spec.split(',').filter(|f| !f.is_empty()) {
+        let (k, v) = match field.split_once('=') {
+            Some((k, v)) => (k.trim().to_ascii_lowercase(), Some(v.trim())),
+            None => (field.trim().to_ascii_lowercase(), None),
+        };
+        let need = |v: Option<&str>| {
+            v.map(str::to_string)
+                .ok_or_else(|| anyhow!("invalid field '{field}' must be a key=value pair"))
+        };
+        match k.as_str() {
+            "type" => {
+                m.typ = Some(match need(v)?.as_str() {
+                    "bind" => MountType::BIND,
+                    "tmpfs" => MountType::TMPFS,
+                    "volume" => MountType::VOLUME,
+                    other => bail!("invalid mount type {other:?}: use bind, tmpfs or volume"),
+                })
+            }
+            "source" | "src" => m.source = Some(need(v)?),
+            "target" | "dst" | "destination" => m.target = Some(need(v)?),
+            "readonly" | "ro" => m.read_only = Some(truthy(v, &k)?),
+            "bind-propagation" => {
+                bind.propagation = Some(
+                    need(v)?
+                        .parse::<MountBindOptionsPropagationEnum>()
+                        .map_err(|_| anyhow!("invalid bind-propagation in '{field}'"))?,
+                )
+            }
+            "bind-nonrecursive" => bind.non_recursive = Some(truthy(v, &k)?),
+            "tmpfs-size" => tmpfs.size_bytes = Some(ram_in_bytes(&need(v)?)?),
+            "tmpfs-mode" => {
+                tmpfs.mode = Some(
+                    i64::from_str_radix(&need(v)?, 8)
+                        .map_err(|_| anyhow!("invalid tmpfs-mode in '{field}': octal expected"))?,
+                )
+            }
+            "consistency" | "volume-nocopy" | "volume-driver" | "volume-label" | "volume-opt" => {}
+            _ => bail!("unexpected key '{k}' in '{field}'"),
+        }
+    }
+    if m.target.as_deref().is_none_or(|t| t.is_empty()) {
+        bail!("target is required");
+    }
+    if bind != MountBindOptions::default() {
+        m.bind_options = Some(bind);
+    }
+    if tmpfs != MountTmpfsOptions::default() {
+        m.tmpfs_options = Some(tmpfs);
+    }
+    Ok(m)
+}
+
+/// `--device /dev/x[:/dev/y[:rwm]]`.
+pub fn parse_device(spec: &str) -> Result<DeviceMapping> {
+    let parts: Vec<&str> = spec.split(':').collect();
+    let (host, ctr, perms) = match parts.as_slice() {
+        [h] => (*h, *h, "rwm"),
+        [h, c] if c.chars().all(|x| matches!(x, 'r' | 'w' | 'm')) && !c.is_empty() => (*h, *h, *c),
+        [h, c] => (*h, *c, "rwm"),
+        [h, c, p] => (*h, *c, *p),
+        _ => bail!("invalid device specification: {spec}"),
+    };
+    if host.is_empty() || !perms.chars().all(|x| matches!(x, 'r' | 'w' | 'm')) {
+        bail!("invalid device specification: {spec}");
+    }
+    Ok(DeviceMapping {
+        path_on_host: Some(host.to_string()),
+        path_in_container: Some(ctr.to_string()),
+        cgroup_permissions: Some(perms.to_string()),
+    })
+}
+
+/// `--ulimit nofile=1024[:2048]`.
+pub fn parse_ulimit(spec: &str) -> Result<ResourcesUlimits> {
+    let (name, vals) = spec
+        .split_once('=')
+        .ok_or_else(|| anyhow!("invalid ulimit argument: {spec}"))?;
+    let (soft, hard) = vals.split_once(':').unwrap_or((vals, vals));
+    let num = |v: &str| -> Result<i64> {
+        v.parse::<i64>()
+            .map_err(|_| anyhow!("invalid ulimit argument: {spec}"))
+    };
+    let (soft, hard) = (num(soft)?, num(hard)?);
+    if name.is_empty() || soft > hard {
+        bail!("ulimit soft limit must be less than or equal to hard limit: {spec}");
+    }
+    Ok(ResourcesUlimits {
+        name: Some(name.to_string()),
+        soft: Some(soft),
+        hard: Some(hard),
+    })
+}
+
 pub fn ram_in_bytes(s: &str) -> Result<i64> {
     let t = s.trim().to_ascii_lowercase();
     let num_end = t
@@ -524,6 +643,15 @@ impl ContainerOpts {
             cpuset_cpus: self.cpuset_cpus.clone(),
             pids_limit: self.pids_limit,
             tmpfs: (!tmpfs.is_empty()).then_some(tmpfs),
+            mounts: (!self.mount.is_empty())
+                .then(|| self.mount.iter().map(|m| parse_mount(m)).collect())
+                .transpose()?,
+            devices: (!self.device.is_empty())
+                .then(|| self.device.iter().map(|d| parse_device(d)).collect())
+                .transpose()?,
+            ulimits: (!self.ulimit.is_empty())
+                .then(|| self.ulimit.iter().map(|u| parse_ulimit(u)).collect())
+                .transpose()?,
             extra_hosts: (!self.add_host.is_empty()).then(|| self.add_host.clone()),
             dns: (!self.dns.is_empty()).then(|| self.dns.clone()),
             shm_size: self.shm_size.as_deref().map(ram_in_bytes).transpose()?,
@@ -724,6 +852,40 @@ mod tests {
         assert!(parse_restart("always:3").is_err());
         assert!(parse_restart("sometimes").is_err());
         assert!(parse_restart("on-failure:x").is_err());
+    }
+
+    #[test]
+    fn mounts_devices_and_ulimits_parse_like_docker() {
+        let m = parse_mount("type=bind,src=/a,dst=/b,readonly,bind-propagation=rslave").unwrap();
+        assert_eq!(m.typ, Some(MountType::BIND));
+        assert_eq!(m.source.as_deref(), Some("/a"));
+        assert_eq!(m.target.as_deref(), Some("/b"));
+        assert_eq!(m.read_only, Some(true));
+        assert_eq!(
+            m.bind_options.unwrap().propagation,
+            Some(MountBindOptionsPropagationEnum::RSLAVE)
+        );
+        let t = parse_mount("type=tmpfs,destination=/t,tmpfs-size=1m,tmpfs-mode=1777").unwrap();
+        let o = t.tmpfs_options.unwrap();
+        assert_eq!((o.size_bytes, o.mode), (Some(1 << 20), Some(0o1777)));
+        assert!(parse_mount("type=bind,src=/a").is_err());
+        assert!(parse_mount("type=nfs,dst=/a").is_err());
+        assert!(parse_mount("type=bind,src=/a,dst=/b,bogus=1").is_err());
+        assert!(parse_mount("type=bind,src=/a,dst=/b,readonly=maybe").is_err());
+        let d = parse_device("/dev/null").unwrap();
+        assert_eq!(d.path_in_container.as_deref(), Some("/dev/null"));
+        assert_eq!(d.cgroup_permissions.as_deref(), Some("rwm"));
+        let d = parse_device("/dev/null:/dev/n:rw").unwrap();
+        assert_eq!(d.path_in_container.as_deref(), Some("/dev/n"));
+        let d = parse_device("/dev/null:r").unwrap();
+        assert_eq!(d.cgroup_permissions.as_deref(), Some("r"));
+        assert!(parse_device("/dev/null:/x:rwx").is_err());
+        let u = parse_ulimit("nofile=1024:2048").unwrap();
+        assert_eq!((u.soft, u.hard), (Some(1024), Some(2048)));
+        assert_eq!(parse_ulimit("nproc=10").unwrap().hard, Some(10));
+        assert!(parse_ulimit("nofile=9:1").is_err());
+        assert!(parse_ulimit("nofile").is_err());
+        assert!(parse_ulimit("nofile=x").is_err());
     }
 
     #[test]
