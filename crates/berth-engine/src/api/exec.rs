@@ -81,10 +81,28 @@ async fn start(
     )
     .await
     .map_err(|e| EngineError::internal(format!("attach to exec {}: {e}", ex.id)))?;
-    d.exec_run(&ex, dir).await?;
     let req = Request::from_parts(parts, axum::body::Body::empty());
     let tty = ex.tty() || sb.tty;
-    Ok(hijack(req, tty, move |c| async move {
+    // The process starts only once the client has the 101: output sent together with the
+    // headers can vanish into a client's header buffer (docker-py reads the raw socket after
+    // them). A start that fails is told on the stream, as Docker does; its exit code (126/127)
+    // is in the exec's inspect.
+    Ok(hijack(req, tty, move |mut c| async move {
+        if let Err(e) = d.exec_run(&ex, dir).await {
+            use tokio::io::AsyncWriteExt;
+            let msg = format!("{}\r\n", e.message);
+            let mut out = Vec::new();
+            if !tty {
+                out.extend_from_slice(&berth_runtime::shim::frame_header(
+                    berth_runtime::shim::STREAM_STDERR,
+                    msg.len(),
+                ));
+            }
+            out.extend_from_slice(msg.as_bytes());
+            let _ = c.write_all(&out).await;
+            let _ = c.shutdown().await;
+            return;
+        }
         super::containers::splice_pub(c, conn, stdin).await;
     }))
 }
