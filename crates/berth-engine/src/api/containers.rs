@@ -269,6 +269,15 @@ fn summary(r: &Record) -> Value {
     })
 }
 
+/// Docker's `label` filter: every `key` or `key=value` holds on the container.
+fn labels_match(r: &Record, want: &[String]) -> bool {
+    let have = r.config.labels.as_ref();
+    want.iter().all(|l| match l.split_once('=') {
+        Some((k, v)) => have.and_then(|h| h.get(k)).is_some_and(|x| x == v),
+        None => have.is_some_and(|h| h.contains_key(l.as_str())),
+    })
+}
+
 fn matches_filters(r: &Record, f: &HashMap<String, Vec<String>>) -> Result<bool, EngineError> {
     for (k, vals) in f {
         let any = |pred: &dyn Fn(&str) -> bool| vals.iter().any(|v| pred(v));
@@ -295,13 +304,7 @@ fn matches_filters(r: &Record, f: &HashMap<String, Vec<String>>) -> Result<bool,
             "exited" => any(&|v| {
                 r.state.status == Status::Exited && v.parse::<i64>().ok() == Some(r.state.exit_code)
             }),
-            "label" => vals.iter().all(|v| {
-                let labels = r.config.labels.clone().unwrap_or_default();
-                match v.split_once('=') {
-                    Some((k, val)) => labels.get(k).is_some_and(|x| x == val),
-                    None => labels.contains_key(v.as_str()),
-                }
-            }),
+            "label" => labels_match(r, vals),
             "ancestor" => any(&|v| {
                 r.image == v
                     || r.image_id == v
@@ -628,14 +631,8 @@ async fn prune(State(d): State<Arc<Daemon>>, q: Q) -> Result<Json<Value>, Engine
         ) {
             continue;
         }
-        if let Some(labels) = f.get("label") {
-            let have = r.config.labels.clone().unwrap_or_default();
-            if !labels.iter().all(|l| match l.split_once('=') {
-                Some((k, v)) => have.get(k).is_some_and(|x| x == v),
-                None => have.contains_key(l.as_str()),
-            }) {
-                continue;
-            }
+        if f.get("label").is_some_and(|want| !labels_match(&r, want)) {
+            continue;
         }
         if d.container_remove(&r.id, false).await.is_ok() {
             deleted.push(r.id);

@@ -237,14 +237,7 @@ impl Daemon {
         let user = spec::resolve_user(&rootfs, &user_s)?;
         let host = spec::hostname(&rec);
         let mut env = spec::environment(&rec, &host, &user.home);
-        for kv in ex.config.env.iter().flatten() {
-            let key = kv.split('=').next().unwrap_or(kv);
-            if let Some(slot) = env.iter_mut().find(|x| x.split('=').next() == Some(key)) {
-                *slot = kv.clone();
-            } else {
-                env.push(kv.clone());
-            }
-        }
+        spec::merge_env(&mut env, ex.config.env.iter().flatten());
         if ex.tty() && !env.iter().any(|x| x.starts_with("TERM=")) {
             env.push("TERM=xterm".into());
         }

@@ -56,14 +56,7 @@ pub fn merge_config(
     let empty = berth_image::image::ContainerConfig::default();
     let img = image.unwrap_or(&empty);
     let mut env: Vec<String> = img.env.clone().unwrap_or_default();
-    for kv in body.env.iter().flatten() {
-        let key = kv.split('=').next().unwrap_or(kv);
-        if let Some(slot) = env.iter_mut().find(|e| e.split('=').next() == Some(key)) {
-            *slot = kv.clone();
-        } else {
-            env.push(kv.clone());
-        }
-    }
+    spec::merge_env(&mut env, body.env.iter().flatten());
     let entrypoint_given = body.entrypoint.is_some();
     let entrypoint = match &body.entrypoint {
         // `--entrypoint ""` resets the image's entrypoint.
@@ -479,11 +472,16 @@ impl Daemon {
                 hc.privileged.unwrap_or(false),
             )?;
             let seccomp = self.containers.seccomp_for(&sc, &caps)?;
-            let init = crate::config::find_helper("tini-static", "BERTH_INIT");
-            let init = if init.is_absolute() {
-                init
+            // Looked up only for `--init`: nothing on the start path of other containers.
+            let init = if hc.init == Some(true) {
+                let i = crate::config::find_helper("tini-static", "BERTH_INIT");
+                if i.is_absolute() {
+                    i
+                } else {
+                    PathBuf::from("/usr/bin/tini-static")
+                }
             } else {
-                PathBuf::from("/usr/bin/tini-static")
+                PathBuf::new()
             };
             let dir = self.containers.dir(id);
             spec::build(&spec::Inputs {
@@ -492,7 +490,7 @@ impl Daemon {
                 dir: &dir,
                 user,
                 seccomp,
-                init_binary: init.exists().then_some(init.as_path()),
+                init_binary: (hc.init == Some(true) && init.exists()).then_some(init.as_path()),
                 cgroup_v2: Path::new("/sys/fs/cgroup/cgroup.controllers").exists(),
             })
             .map_err(EngineError::from)

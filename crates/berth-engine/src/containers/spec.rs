@@ -252,7 +252,17 @@ pub fn environment(rec: &Record, hostname: &str, home: &str) -> Vec<String> {
     if rec.tty() {
         env.push("TERM=xterm".to_string());
     }
-    for kv in rec.config.env.iter().flatten() {
+    merge_env(&mut env, rec.config.env.iter().flatten());
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        env.push(format!("HOME={}", if home.is_empty() { "/" } else { home }));
+    }
+    env
+}
+
+/// Sets each `KEY=value` of `extra` in `env`: replacing the same key in place, else appending
+/// (Docker's ReplaceOrAppendEnvValues).
+pub fn merge_env<'a>(env: &mut Vec<String>, extra: impl IntoIterator<Item = &'a String>) {
+    for kv in extra {
         let key = kv.split('=').next().unwrap_or(kv);
         if let Some(slot) = env.iter_mut().find(|e| e.split('=').next() == Some(key)) {
             *slot = kv.clone();
@@ -260,10 +270,6 @@ pub fn environment(rec: &Record, hostname: &str, home: &str) -> Vec<String> {
             env.push(kv.clone());
         }
     }
-    if !env.iter().any(|e| e.starts_with("HOME=")) {
-        env.push(format!("HOME={}", if home.is_empty() { "/" } else { home }));
-    }
-    env
 }
 
 /// The container's hostname: asked, or the short id.

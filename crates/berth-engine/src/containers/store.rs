@@ -40,6 +40,37 @@ impl From<StoreError> for EngineError {
     }
 }
 
+fn encode(r: &Record) -> Result<String, StoreError> {
+    serde_json::to_string(r).map_err(|e| StoreError::Corrupt {
+        id: r.id.clone(),
+        source: e,
+    })
+}
+
+/// A UNIQUE violation on the name becomes [`StoreError::NameInUse`] naming the holder.
+fn name_conflict(db: &Connection, e: rusqlite::Error, name: &str) -> StoreError {
+    match e {
+        rusqlite::Error::SqliteFailure(f, _)
+            if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+        {
+            let id: Option<String> = db
+                .query_row(
+                    "SELECT id FROM containers WHERE name = ?1",
+                    params![name],
+                    |row| row.get(0),
+                )
+                .optional()
+                .ok()
+                .flatten();
+            StoreError::NameInUse {
+                name: name.to_string(),
+                id: id.unwrap_or_default(),
+            }
+        }
+        e => e.into(),
+    }
+}
+
 /// The table of containers.
 pub struct Store {
     db: Mutex<Connection>,
@@ -80,63 +111,27 @@ impl Store {
 
     /// Inserts a new record; a taken name is [`StoreError::NameInUse`].
     pub fn insert(&self, r: &Record) -> Result<(), StoreError> {
-        let json = serde_json::to_string(r).map_err(|e| StoreError::Corrupt {
-            id: r.id.clone(),
-            source: e,
-        })?;
+        let json = encode(r)?;
         let db = self.conn();
         match db.execute(
             "INSERT INTO containers (id, name, image_id, record) VALUES (?1, ?2, ?3, ?4)",
             params![r.id, r.name, r.image_id, json],
         ) {
             Ok(_) => Ok(()),
-            Err(rusqlite::Error::SqliteFailure(f, _))
-                if f.code == rusqlite::ErrorCode::ConstraintViolation =>
-            {
-                let id: Option<String> = db
-                    .query_row(
-                        "SELECT id FROM containers WHERE name = ?1",
-                        params![r.name],
-                        |row| row.get(0),
-                    )
-                    .optional()?;
-                Err(StoreError::NameInUse {
-                    name: r.name.clone(),
-                    id: id.unwrap_or_default(),
-                })
-            }
-            Err(e) => Err(e.into()),
+            Err(e) => Err(name_conflict(&db, e, &r.name)),
         }
     }
 
     /// Saves a changed record (its name included; a taken name is [`StoreError::NameInUse`]).
     pub fn update(&self, r: &Record) -> Result<(), StoreError> {
-        let json = serde_json::to_string(r).map_err(|e| StoreError::Corrupt {
-            id: r.id.clone(),
-            source: e,
-        })?;
+        let json = encode(r)?;
         let db = self.conn();
         match db.execute(
             "UPDATE containers SET name = ?2, record = ?3 WHERE id = ?1",
             params![r.id, r.name, json],
         ) {
             Ok(_) => Ok(()),
-            Err(rusqlite::Error::SqliteFailure(f, _))
-                if f.code == rusqlite::ErrorCode::ConstraintViolation =>
-            {
-                let id: Option<String> = db
-                    .query_row(
-                        "SELECT id FROM containers WHERE name = ?1",
-                        params![r.name],
-                        |row| row.get(0),
-                    )
-                    .optional()?;
-                Err(StoreError::NameInUse {
-                    name: r.name.clone(),
-                    id: id.unwrap_or_default(),
-                })
-            }
-            Err(e) => Err(e.into()),
+            Err(e) => Err(name_conflict(&db, e, &r.name)),
         }
     }
 
