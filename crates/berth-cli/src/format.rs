@@ -149,6 +149,74 @@ pub fn go_time_string(unix: i64) -> String {
     format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02} +0000 UTC")
 }
 
+/// Go's `time.Time.String()` of an RFC 3339 timestamp from the API, nanoseconds kept with
+/// trailing zeros dropped: "2026-11-22 05:31:25.98062168 +0000 UTC" (network ls's CreatedAt).
+/// An unparsable timestamp is returned as is.
+pub fn go_time_string_rfc3339(ts: &str) -> String {
+    let Some((unix, nanos)) = parse_rfc3339(ts) else {
+        return ts.to_string();
+    };
+    let (y, mo, d, h, mi, s) = split_time(unix);
+    let frac = if nanos == 0 {
+        String::new()
+    } else {
+        format!(".{nanos:09}").trim_end_matches('0').to_string()
+    };
+    format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}{frac} +0000 UTC")
+}
+
+/// The "natural" order docker's CLI sorts names and port lines by (fvbommel/sortorder's
+/// NaturalLess): runs of digits compare as numbers, everything else bytewise, digits first.
+pub fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        let (da, db) = (a[i].is_ascii_digit(), b[j].is_ascii_digit());
+        if da != db {
+            return if da {
+                Ordering::Less
+            } else {
+                Ordering::Greater
+            };
+        }
+        if !da {
+            if a[i] != b[j] {
+                return a[i].cmp(&b[j]);
+            }
+            i += 1;
+            j += 1;
+            continue;
+        }
+        while i < a.len() && a[i] == b'0' {
+            i += 1;
+        }
+        while j < b.len() && b[j] == b'0' {
+            j += 1;
+        }
+        let (nz_a, nz_b) = (i, j);
+        while i < a.len() && a[i].is_ascii_digit() {
+            i += 1;
+        }
+        while j < b.len() && b[j].is_ascii_digit() {
+            j += 1;
+        }
+        let (la, lb) = (i - nz_a, j - nz_b);
+        if la != lb {
+            return la.cmp(&lb);
+        }
+        let ord = a[nz_a..i].cmp(&b[nz_b..j]);
+        if ord != Ordering::Equal {
+            return ord;
+        }
+        if nz_a != nz_b {
+            return nz_a.cmp(&nz_b);
+        }
+    }
+    // Identical so far and one has ended: the longer sorts last.
+    a.len().cmp(&b.len())
+}
+
 /// Go's `time.ANSIC` in UTC: "Thu May  7 21:09:36 2026" (docker version's "Built").
 pub fn ansic(unix: i64) -> String {
     const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
@@ -689,5 +757,37 @@ mod tests {
             indent_json(raw),
             "[\n    {\n        \"Id\": \"x\",\n        \"Args\": [],\n        \"Config\": {\n            \"B\": 1,\n            \"A\": \"a,b:{}\"\n        }\n    }\n]"
         );
+    }
+
+    #[test]
+    fn natural_order_like_sortorder() {
+        use std::cmp::Ordering::*;
+        assert_eq!(natural_cmp("n2", "n10"), Less);
+        assert_eq!(natural_cmp("bridge", "host"), Less);
+        assert_eq!(natural_cmp("a", "a1"), Less);
+        assert_eq!(natural_cmp("1a", "a"), Less);
+        assert_eq!(natural_cmp("x01", "x1"), Greater);
+        assert_eq!(natural_cmp("x1", "x1"), Equal);
+        assert_eq!(
+            natural_cmp("80/tcp -> 0.0.0.0:8000", "80/tcp -> [::]:8000"),
+            Less
+        );
+        assert_eq!(
+            natural_cmp("443/tcp -> 0.0.0.0:1", "80/tcp -> 0.0.0.0:1"),
+            Greater
+        );
+    }
+
+    #[test]
+    fn go_time_of_api_timestamps() {
+        assert_eq!(
+            go_time_string_rfc3339("2026-11-22T05:31:25.98062168Z"),
+            "2026-11-22 05:31:25.98062168 +0000 UTC"
+        );
+        assert_eq!(
+            go_time_string_rfc3339("2026-11-22T05:31:25Z"),
+            "2026-11-22 05:31:25 +0000 UTC"
+        );
+        assert_eq!(go_time_string_rfc3339("bogus"), "bogus");
     }
 }

@@ -18,7 +18,7 @@ pub struct InspectArgs {
     /// Display total file sizes if the type is container
     #[arg(short = 's', long)]
     pub size: bool,
-    /// Return JSON for specified type (container, image)
+    /// Return JSON for specified type (container, image, network)
     #[arg(long = "type")]
     pub typ: Option<String>,
     #[arg(required = true, value_name = "NAME|ID")]
@@ -30,6 +30,7 @@ pub enum Kind {
     Any,
     Container,
     Image,
+    Network,
 }
 
 async fn fetch(client: &mut Client, kind: Kind, name: &str, size: bool) -> Result<Vec<u8>> {
@@ -39,11 +40,15 @@ async fn fetch(client: &mut Client, kind: Kind, name: &str, size: bool) -> Resul
         if size { "?size=1" } else { "" }
     );
     let ipath = format!("/images/{}/json", enc(name));
+    let npath = format!("/networks/{}", enc(name));
     match kind {
         Kind::Container => Ok(read_all(client.send(Method::GET, &cpath, None, &[]).await?)
             .await?
             .to_vec()),
         Kind::Image => Ok(read_all(client.send(Method::GET, &ipath, None, &[]).await?)
+            .await?
+            .to_vec()),
+        Kind::Network => Ok(read_all(client.send(Method::GET, &npath, None, &[]).await?)
             .await?
             .to_vec()),
         Kind::Any => {
@@ -55,6 +60,13 @@ async fn fetch(client: &mut Client, kind: Kind, name: &str, size: bool) -> Resul
                 Err(e) => return Err(e),
             }
             match client.send(Method::GET, &ipath, None, &[]).await {
+                Ok(r) => return Ok(read_all(r).await?.to_vec()),
+                Err(e)
+                    if e.downcast_ref::<ApiError>()
+                        .is_some_and(ApiError::is_not_found) => {}
+                Err(e) => return Err(e),
+            }
+            match client.send(Method::GET, &npath, None, &[]).await {
                 Ok(r) => Ok(read_all(r).await?.to_vec()),
                 Err(e)
                     if e.downcast_ref::<ApiError>()
@@ -68,32 +80,16 @@ async fn fetch(client: &mut Client, kind: Kind, name: &str, size: bool) -> Resul
     }
 }
 
-pub async fn run(client: &mut Client, args: InspectArgs, kind: Kind) -> Result<i32> {
-    let kind = match args.typ.as_deref() {
-        Some("container") => Kind::Container,
-        Some("image") => Kind::Image,
-        None | Some("") => kind,
-        Some(t) => anyhow::bail!("\"{t}\" is not a valid value for --type"),
-    };
-    let tmpl = match args.format.as_deref() {
+/// Prints fetched objects as docker's inspect does: without a format, one JSON array indented
+/// with the daemon's key order kept; with one, the template applied to each object.
+pub fn print(raws: &[Vec<u8>], format: Option<&str>) -> Result<()> {
+    let tmpl = match format {
         None | Some("") => None,
         Some("json") => Some(Template::parse("{{json .}}")?),
         Some(f) => Some(Template::parse(
             &f.replace("\\t", "\t").replace("\\n", "\n"),
         )?),
     };
-    let mut raws = Vec::new();
-    let mut failed = false;
-    let mut errors = Vec::new();
-    for n in &args.names {
-        match fetch(client, kind, n, args.size).await {
-            Ok(raw) => raws.push(raw),
-            Err(e) => {
-                failed = true;
-                errors.push(format!("{e:#}"));
-            }
-        }
-    }
     use std::io::Write;
     let out = &mut std::io::stdout().lock();
     match tmpl {
@@ -109,13 +105,37 @@ pub async fn run(client: &mut Client, args: InspectArgs, kind: Kind) -> Result<i
             writeln!(out, "{}", indent_json(&joined))?;
         }
         Some(t) => {
-            for r in &raws {
+            for r in raws {
                 let v: Value = serde_json::from_slice(r)?;
                 writeln!(out, "{}", t.render(&v)?)?;
             }
         }
     }
     out.flush()?;
+    Ok(())
+}
+
+pub async fn run(client: &mut Client, args: InspectArgs, kind: Kind) -> Result<i32> {
+    let kind = match args.typ.as_deref() {
+        Some("container") => Kind::Container,
+        Some("image") => Kind::Image,
+        Some("network") => Kind::Network,
+        None | Some("") => kind,
+        Some(t) => anyhow::bail!("\"{t}\" is not a valid value for --type"),
+    };
+    let mut raws = Vec::new();
+    let mut failed = false;
+    let mut errors = Vec::new();
+    for n in &args.names {
+        match fetch(client, kind, n, args.size).await {
+            Ok(raw) => raws.push(raw),
+            Err(e) => {
+                failed = true;
+                errors.push(format!("{e:#}"));
+            }
+        }
+    }
+    print(&raws, args.format.as_deref())?;
     for e in errors {
         eprintln!("{e}");
     }

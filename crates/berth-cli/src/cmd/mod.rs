@@ -18,6 +18,7 @@ pub mod lifecycle;
 pub mod load;
 pub mod login;
 pub mod logs;
+pub mod network;
 pub mod port;
 pub mod ps;
 pub mod pull;
@@ -223,6 +224,9 @@ pub enum Cmd {
     /// Manage images
     #[command(subcommand)]
     Image(ImageCmd),
+    /// Manage networks
+    #[command(subcommand)]
+    Network(network::NetworkCmd),
 }
 
 #[derive(Subcommand, Debug)]
@@ -360,6 +364,7 @@ pub async fn dispatch(cmd: Cmd, mut c: Client) -> Result<i32> {
             ContainerCmd::Export(a) => export::run(c, a).await,
             ContainerCmd::Prune(a) => system::container_prune(c, a).await,
         },
+        Cmd::Network(k) => network::dispatch(c, k).await,
         Cmd::Image(k) => match k {
             ImageCmd::Ls(a) => images::run(c, a).await,
             ImageCmd::Inspect(a) => inspect::run(c, a, inspect::Kind::Image).await,

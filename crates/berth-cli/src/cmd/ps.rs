@@ -56,31 +56,91 @@ pub fn filters_json(filters: &[String]) -> Result<Option<String>> {
     Ok(Some(serde_json::to_string(&m)?))
 }
 
-/// docker's DisplayablePorts, simplified: "0.0.0.0:8080->80/tcp, 443/tcp".
-pub fn display_ports(c: &ContainerSummary) -> String {
-    let mut items: Vec<(String, u16, String)> = Vec::new();
-    for p in c.ports.as_deref().unwrap_or_default() {
-        let proto = p.typ.map(|t| t.to_string()).unwrap_or_else(|| "tcp".into());
-        let s = match (&p.ip, p.public_port) {
-            (Some(ip), Some(pub_port)) if !ip.is_empty() => {
-                let ip = if ip.contains(':') {
-                    format!("[{ip}]")
-                } else {
-                    ip.clone()
-                };
-                format!("{ip}:{pub_port}->{}/{proto}", p.private_port)
-            }
-            _ => format!("{}/{proto}", p.private_port),
-        };
-        items.push((s, p.private_port, proto));
+/// Go's `net.JoinHostPort`: an IPv6 host in brackets.
+pub fn join_host_port(host: &str, port: &str) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
     }
-    items.sort_by(|a, b| (a.1, &a.2, &a.0).cmp(&(b.1, &b.2, &b.0)));
-    items.dedup_by(|a, b| a.0 == b.0);
-    items
-        .into_iter()
-        .map(|i| i.0)
-        .collect::<Vec<_>>()
-        .join(", ")
+}
+
+/// docker's DisplayablePorts (cli/command/formatter/container.go), for ps's PORTS column.
+///
+/// Ports sorted by (private port, IP, public port, type). A port published on the same number
+/// it has inside is grouped with its neighbours per (IP, type) into ranges
+/// ("0.0.0.0:8000-8001->8000-8001/tcp"); an unpublished one per type ("100-102/tcp"); a port
+/// published on another number stands alone ("[::]:8080->80/tcp") and comes after the groups.
+pub fn display_ports(c: &ContainerSummary) -> String {
+    struct Group {
+        first: u16,
+        last: u16,
+    }
+    let mut ports: Vec<(u16, String, u16, String)> = c
+        .ports
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .map(|p| {
+            (
+                p.private_port,
+                p.ip.clone().unwrap_or_default(),
+                p.public_port.unwrap_or(0),
+                p.typ.map(|t| t.to_string()).unwrap_or_default(),
+            )
+        })
+        .collect();
+    ports.sort();
+    // (ip, type) → group; keys in the order they were first seen.
+    let mut groups: Vec<((String, String), Group)> = Vec::new();
+    let mut result: Vec<String> = Vec::new();
+    let mut host_mappings: Vec<String> = Vec::new();
+    let form = |key: &(String, String), g: &Group| -> String {
+        let mut range = g.first.to_string();
+        if g.first != g.last {
+            range = format!("{range}-{}", g.last);
+        }
+        if key.0.is_empty() {
+            format!("{range}/{}", key.1)
+        } else {
+            format!("{}->{range}/{}", join_host_port(&key.0, &range), key.1)
+        }
+    };
+    for (private, ip, public, typ) in ports {
+        if !ip.is_empty() && public != private {
+            host_mappings.push(format!(
+                "{}->{private}/{typ}",
+                join_host_port(&ip, &public.to_string())
+            ));
+            continue;
+        }
+        let key = (ip, typ);
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            None => groups.push((
+                key,
+                Group {
+                    first: private,
+                    last: private,
+                },
+            )),
+            Some((k, g)) => {
+                if u32::from(private) == u32::from(g.last) + 1 {
+                    g.last = private;
+                } else {
+                    result.push(form(k, g));
+                    *g = Group {
+                        first: private,
+                        last: private,
+                    };
+                }
+            }
+        }
+    }
+    for (k, g) in &groups {
+        result.push(form(k, g));
+    }
+    result.extend(host_mappings);
+    result.join(", ")
 }
 
 /// One container as docker's formatter sees it (every field a string).
@@ -275,7 +335,7 @@ mod tests {
         assert_eq!(r["ID"], "0123456789ab");
         assert_eq!(r["Names"], "web");
         assert_eq!(r["Command"], "\"sh -c 'while true; …\"");
-        assert_eq!(r["Ports"], "0.0.0.0:8080->80/tcp, 443/tcp");
+        assert_eq!(r["Ports"], "443/tcp, 0.0.0.0:8080->80/tcp");
         assert_eq!(r["Labels"], "a=1,b=2");
         assert_eq!(r["Networks"], "bridge");
         assert_eq!(r["State"], "running");
@@ -283,6 +343,83 @@ mod tests {
         let full = row(&summary(), false);
         assert_eq!(full["ID"], "0123456789abcdef0123");
         assert_eq!(full["Names"], "web,other/link");
+    }
+
+    fn ports_of(ports: serde_json::Value) -> String {
+        let c: ContainerSummary = serde_json::from_value(json!({ "Ports": ports })).unwrap();
+        display_ports(&c)
+    }
+
+    /// Each case is a container's `Ports` from GET /containers/json of dockerd 20.10 and the
+    /// PORTS column docker CLI 28 printed for it.
+    #[test]
+    fn ports_column_like_docker() {
+        // -p 8000-8001:80-81 -p 127.0.0.1:9000:90/udp -p 7000:70 --expose 100-102 --expose 5/udp
+        let web = json!([
+            {"PrivatePort": 5, "Type": "udp"},
+            {"PrivatePort": 100, "Type": "tcp"}, {"PrivatePort": 101, "Type": "tcp"},
+            {"PrivatePort": 102, "Type": "tcp"},
+            {"IP": "0.0.0.0", "PrivatePort": 70, "PublicPort": 7000, "Type": "tcp"},
+            {"IP": "::", "PrivatePort": 70, "PublicPort": 7000, "Type": "tcp"},
+            {"IP": "::", "PrivatePort": 81, "PublicPort": 8001, "Type": "tcp"},
+            {"IP": "0.0.0.0", "PrivatePort": 80, "PublicPort": 8000, "Type": "tcp"},
+            {"IP": "::", "PrivatePort": 80, "PublicPort": 8000, "Type": "tcp"},
+            {"IP": "0.0.0.0", "PrivatePort": 81, "PublicPort": 8001, "Type": "tcp"},
+            {"IP": "127.0.0.1", "PrivatePort": 90, "PublicPort": 9000, "Type": "udp"}
+        ]);
+        assert_eq!(
+            ports_of(web),
+            "5/udp, 100-102/tcp, 0.0.0.0:7000->70/tcp, [::]:7000->70/tcp, \
+             0.0.0.0:8000->80/tcp, [::]:8000->80/tcp, 0.0.0.0:8001->81/tcp, [::]:8001->81/tcp, \
+             127.0.0.1:9000->90/udp"
+        );
+        // -p 18000-18001:18000-18001 -p 127.0.0.1:15000:15000 -p 15001:15001
+        // -p 16000:16000/udp -p 16001:16001/udp -p 16003:16003 -p [::1]:17000-17001:17000-17001
+        let web4 = json!([
+            {"IP":"127.0.0.1","PrivatePort":15000,"PublicPort":15000,"Type":"tcp"},
+            {"IP":"0.0.0.0","PrivatePort":16001,"PublicPort":16001,"Type":"udp"},
+            {"IP":"::","PrivatePort":16001,"PublicPort":16001,"Type":"udp"},
+            {"IP":"0.0.0.0","PrivatePort":16003,"PublicPort":16003,"Type":"tcp"},
+            {"IP":"::","PrivatePort":16003,"PublicPort":16003,"Type":"tcp"},
+            {"IP":"::1","PrivatePort":17000,"PublicPort":17000,"Type":"tcp"},
+            {"IP":"::1","PrivatePort":17001,"PublicPort":17001,"Type":"tcp"},
+            {"IP":"0.0.0.0","PrivatePort":18001,"PublicPort":18001,"Type":"tcp"},
+            {"IP":"::","PrivatePort":18001,"PublicPort":18001,"Type":"tcp"},
+            {"IP":"0.0.0.0","PrivatePort":15001,"PublicPort":15001,"Type":"tcp"},
+            {"IP":"::","PrivatePort":15001,"PublicPort":15001,"Type":"tcp"},
+            {"IP":"0.0.0.0","PrivatePort":16000,"PublicPort":16000,"Type":"udp"},
+            {"IP":"::","PrivatePort":16000,"PublicPort":16000,"Type":"udp"},
+            {"IP":"0.0.0.0","PrivatePort":18000,"PublicPort":18000,"Type":"tcp"},
+            {"IP":"::","PrivatePort":18000,"PublicPort":18000,"Type":"tcp"}
+        ]);
+        assert_eq!(
+            ports_of(web4),
+            "0.0.0.0:15001->15001/tcp, [::]:15001->15001/tcp, 0.0.0.0:16003->16003/tcp, \
+             [::]:16003->16003/tcp, 127.0.0.1:15000->15000/tcp, \
+             0.0.0.0:18000-18001->18000-18001/tcp, [::]:18000-18001->18000-18001/tcp, \
+             0.0.0.0:16000-16001->16000-16001/udp, [::]:16000-16001->16000-16001/udp, \
+             [::1]:17000-17001->17000-17001/tcp"
+        );
+        // -P --expose 80 --expose 443
+        let web2 = json!([
+            {"IP":"0.0.0.0","PrivatePort":443,"PublicPort":32768,"Type":"tcp"},
+            {"IP":"::","PrivatePort":443,"PublicPort":32768,"Type":"tcp"},
+            {"IP":"0.0.0.0","PrivatePort":80,"PublicPort":32769,"Type":"tcp"},
+            {"IP":"::","PrivatePort":80,"PublicPort":32769,"Type":"tcp"}
+        ]);
+        assert_eq!(
+            ports_of(web2),
+            "0.0.0.0:32769->80/tcp, [::]:32769->80/tcp, 0.0.0.0:32768->443/tcp, [::]:32768->443/tcp"
+        );
+        assert_eq!(ports_of(json!([])), "");
+        assert_eq!(ports_of(json!(null)), "");
+        // A port at the top of the range never overflows the grouping.
+        assert_eq!(
+            ports_of(
+                json!([{"PrivatePort": 65535, "Type": "tcp"}, {"PrivatePort": 0, "Type": "tcp"}])
+            ),
+            "0/tcp, 65535/tcp"
+        );
     }
 
     #[test]

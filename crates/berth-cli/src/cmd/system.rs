@@ -175,7 +175,8 @@ pub async fn df(client: &mut Client, args: DfArgs) -> Result<i32> {
     Ok(0)
 }
 
-fn confirm(warning: &str) -> bool {
+/// Asks docker's question on stderr; true only for y/yes.
+pub fn confirm(warning: &str) -> bool {
     eprint!("{warning}\nAre you sure you want to continue? [y/N] ");
     let _ = std::io::stderr().flush();
     let mut s = String::new();
@@ -199,7 +200,8 @@ async fn prune_one(client: &mut Client, path: &str) -> Result<Option<Value>> {
     }
 }
 
-fn print_list(title: &str, v: &Value, key: &str) {
+/// Prints `TITLE:`, the items, and a blank line; nothing when the list is empty.
+pub fn print_list(title: &str, v: &Value, key: &str) {
     if let Some(items) = v[key].as_array().filter(|a| !a.is_empty()) {
         println!("{title}:");
         for i in items {
