@@ -76,3 +76,8 @@ pub fn fetch(ns: &Ns, to: SocketAddr) -> std::io::Result<String> {
         Ok(s)
     })
 }
+
+/// True if a connection from inside `ns` to `to` does not get through within 300 ms.
+pub fn blocked(ns: &Ns, to: SocketAddr) -> bool {
+    ns.run(move || TcpStream::connect_timeout(&to, Duration::from_millis(300)).is_err())
+}

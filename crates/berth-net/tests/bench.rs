@@ -1,0 +1,75 @@
+//! Costs on the `docker run` path, printed, not asserted (run with --nocapture):
+//! netns::create, link::attach (veth + addresses + routes) and netns::remove, medians of 50,
+//! inside a private "host" namespace. Needs root.
+
+mod netkit;
+
+use std::time::{Duration, Instant};
+
+use berth_net::link::{self, Bridge, Endpoint};
+use berth_net::netns;
+use netkit::Ns;
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+#[test]
+fn cost_of_netns_and_attach() {
+    const N: usize = 50;
+    let host = Ns::new();
+    let dir = tempfile::tempdir().unwrap();
+    let br = Bridge {
+        name: "berth0".into(),
+        gateway4: "10.50.0.1/16".parse().unwrap(),
+        gateway6: Some("fd00:50::1/64".parse().unwrap()),
+        mtu: 0,
+        internal: false,
+    };
+    let dirp = dir.path().to_path_buf();
+    let (create, attach, remove, ensure) = host.run(move || {
+        let t = Instant::now();
+        link::ensure_bridge(&br).unwrap();
+        let first = t.elapsed();
+        let t = Instant::now();
+        link::ensure_bridge(&br).unwrap();
+        let ensure = (first, t.elapsed());
+        let (mut c, mut a, mut r) = (Vec::new(), Vec::new(), Vec::new());
+        let paths: Vec<_> = (0..N).map(|i| dirp.join(format!("ns{i}"))).collect();
+        for p in &paths {
+            let t = Instant::now();
+            netns::create(p).unwrap();
+            c.push(t.elapsed());
+        }
+        for (i, p) in paths.iter().enumerate() {
+            let ep = Endpoint {
+                bridge: "berth0".into(),
+                host_if: format!("vbbench{i:06}"),
+                ifname: "eth0".into(),
+                mac: [0x02, 0x42, 10, 50, 0, i as u8 + 2],
+                addr4: format!("10.50.0.{}/16", i + 2).parse().unwrap(),
+                gateway4: "10.50.0.1".parse().unwrap(),
+                addr6: Some(format!("fd00:50::{:x}/64", i + 2).parse().unwrap()),
+                gateway6: Some("fd00:50::1".parse().unwrap()),
+                default_route: true,
+                mtu: 0,
+            };
+            let t = Instant::now();
+            link::attach(p, &ep).unwrap();
+            a.push(t.elapsed());
+        }
+        for p in &paths {
+            let t = Instant::now();
+            netns::remove(p).unwrap();
+            r.push(t.elapsed());
+        }
+        (median(c), median(a), median(r), ensure)
+    });
+    println!(
+        "berth-net costs (median of {N}): netns::create {create:?}, link::attach (veth, v4+v6 \
+         addresses, default routes) {attach:?}, netns::remove {remove:?}; ensure_bridge first \
+         {:?}, again {:?}",
+        ensure.0, ensure.1
+    );
+}
