@@ -42,49 +42,10 @@ pub struct Bridge {
 pub fn ensure_bridge(b: &Bridge) -> Result<(), NetError> {
     check_ifname(&b.name)?;
     let mut s = open_socket()?;
-    let link = match nl::link_by_name(&mut s, &b.name).map_err(nl_err)? {
-        Some(l) if l.kind == "bridge" => l,
-        Some(_) => {
-            return Err(NetError::Invalid {
-                what: "bridge",
-                value: format!(
-                    "{}: an interface of that name exists and is not a bridge",
-                    b.name
-                ),
-            })
-        }
-        None => {
-            // A fixed MAC: otherwise the bridge takes the lowest MAC of its ports and the
-            // gateway's MAC changes under the containers' ARP caches as they come and go.
-            let mut mac = [0u8; 6];
-            fill_random(&mut mac);
-            mac[0] = (mac[0] & 0xfe) | 0x02;
-            let mut m = Msg::new(
-                nl::RTM_NEWLINK,
-                nl::NLM_F_CREATE | nl::NLM_F_EXCL,
-                format!("create bridge {}", b.name),
-            )
-            .ifinfo(nl::AF_UNSPEC, 0, 0, 0)
-            .attr_str(nl::IFLA_IFNAME, &b.name)
-            .attr(nl::IFLA_ADDRESS, &mac);
-            if b.mtu != 0 {
-                m = m.attr_u32(nl::IFLA_MTU, b.mtu);
-            }
-            let at = m.begin(nl::IFLA_LINKINFO);
-            m.put_str(nl::IFLA_INFO_KIND, "bridge");
-            m.end(at);
-            match s.request(m) {
-                Ok(()) => {}
-                Err(e) if e.errno() == Some(EEXIST) => {}
-                Err(e) => return Err(nl_err(e)),
-            }
-            nl::link_by_name(&mut s, &b.name)
-                .map_err(nl_err)?
-                .ok_or_else(|| NetError::Netlink {
-                    op: format!("create bridge {}", b.name),
-                    source: io::Error::from_raw_os_error(ENODEV),
-                })?
-        }
+    // The common case (the bridge exists) is one filtered dump, see nl::link_of_kind.
+    let link = match nl::link_of_kind(&mut s, &b.name, "bridge").map_err(nl_err)? {
+        Some(l) => l,
+        None => create_bridge(&mut s, b)?,
     };
     if b.gateway6.is_some() {
         sysctl(
@@ -120,6 +81,48 @@ pub fn ensure_bridge(b: &Bridge) -> Result<(), NetError> {
         sysctl("/proc/sys/net/ipv6/conf/all/forwarding", "1")?;
     }
     Ok(())
+}
+
+fn create_bridge(s: &mut Socket, b: &Bridge) -> Result<nl::LinkInfo, NetError> {
+    // A fixed MAC: otherwise the bridge takes the lowest MAC of its ports and the gateway's
+    // MAC changes under the containers' ARP caches as they come and go.
+    let mut mac = [0u8; 6];
+    fill_random(&mut mac);
+    mac[0] = (mac[0] & 0xfe) | 0x02;
+    let mut m = Msg::new(
+        nl::RTM_NEWLINK,
+        nl::NLM_F_CREATE | nl::NLM_F_EXCL,
+        format!("create bridge {}", b.name),
+    )
+    .ifinfo(nl::AF_UNSPEC, 0, 0, 0)
+    .attr_str(nl::IFLA_IFNAME, &b.name)
+    .attr(nl::IFLA_ADDRESS, &mac);
+    if b.mtu != 0 {
+        m = m.attr_u32(nl::IFLA_MTU, b.mtu);
+    }
+    let at = m.begin(nl::IFLA_LINKINFO);
+    m.put_str(nl::IFLA_INFO_KIND, "bridge");
+    m.end(at);
+    match s.request(m) {
+        Ok(()) => {}
+        // Another interface of that name, or a bridge made meanwhile.
+        Err(e) if e.errno() == Some(EEXIST) => {}
+        Err(e) => return Err(nl_err(e)),
+    }
+    match nl::link_by_name(s, &b.name).map_err(nl_err)? {
+        Some(l) if l.kind == "bridge" => Ok(l),
+        Some(_) => Err(NetError::Invalid {
+            what: "bridge",
+            value: format!(
+                "{}: an interface of that name exists and is not a bridge",
+                b.name
+            ),
+        }),
+        None => Err(NetError::Netlink {
+            op: format!("create bridge {}", b.name),
+            source: io::Error::from_raw_os_error(ENODEV),
+        }),
+    }
 }
 
 /// Makes the bridge's global addresses exactly the gateways (stale ones from an earlier
@@ -297,7 +300,7 @@ pub fn attach(netns: &Path, ep: &Endpoint) -> Result<(), NetError> {
         source,
     })?;
     let mut host = open_socket()?;
-    let br = nl::link_by_name(&mut host, &ep.bridge)
+    let br = nl::link_of_kind(&mut host, &ep.bridge, "bridge")
         .map_err(nl_err)?
         .ok_or_else(|| NetError::Netlink {
             op: format!("find bridge {}", ep.bridge),
@@ -377,7 +380,7 @@ pub fn attach(netns: &Path, ep: &Endpoint) -> Result<(), NetError> {
 
 /// Up, addresses and default routes of the container side, in one batch.
 fn configure_peer(s: &mut Socket, ep: &Endpoint) -> Result<(), NetError> {
-    let link = nl::link_by_name(s, &ep.ifname)
+    let link = nl::link_of_kind(s, &ep.ifname, "veth")
         .map_err(nl_err)?
         .ok_or_else(|| NetError::Netlink {
             op: format!("find {} in the container's namespace", ep.ifname),

@@ -493,6 +493,34 @@ pub fn link_by_name(sock: &mut Socket, name: &str) -> Result<Option<LinkInfo>, N
     }
 }
 
+/// Looks a link up by name with a dump filtered to links of `kind` ("bridge", "veth"): unlike
+/// RTM_GETLINK for one device, a dump never runs pending link-state work synchronously
+/// (linkwatch_sync_dev → dev_deactivate → synchronize_rcu_expedited), which a bridge that
+/// just gained or lost carrier always has.
+pub fn link_of_kind(
+    sock: &mut Socket,
+    name: &str,
+    kind: &str,
+) -> Result<Option<LinkInfo>, NlError> {
+    let mut m =
+        Msg::new(RTM_GETLINK, 0, format!("look up {kind} {name}")).ifinfo(AF_UNSPEC, 0, 0, 0);
+    let at = m.begin(IFLA_LINKINFO);
+    m.put_str(IFLA_INFO_KIND, kind);
+    m.end(at);
+    let mut found = None;
+    sock.dump(m, |ty, p| {
+        if ty != RTM_NEWLINK || found.is_some() {
+            return;
+        }
+        if let Some(l) = parse_link(p) {
+            if l.name == name {
+                found = Some(l);
+            }
+        }
+    })?;
+    Ok(found)
+}
+
 /// An address of a link as the kernel reports it (RTM_NEWADDR payload).
 #[derive(Debug, Clone)]
 pub struct AddrInfo {
