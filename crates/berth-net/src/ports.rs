@@ -117,41 +117,60 @@ fn bind_one(proto: Proto, ip: IpAddr, port: u16) -> Result<(OwnedFd, u16), Errno
 mod tests {
     use super::*;
 
+    /// Runs `f` in a fresh network namespace, so the tests never hold the host's ports.
+    fn isolated(f: impl FnOnce() + Send + 'static) {
+        let path = std::env::temp_dir().join(format!(
+            "berth-ports-unit-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        crate::netns::create(&path).unwrap();
+        let r = crate::netns::run_in(&path, f);
+        crate::netns::remove(&path).unwrap();
+        r.unwrap();
+    }
+
     #[test]
     fn a_reserved_port_cannot_be_taken_twice() {
-        let r = reserve(Proto::Tcp, Some("127.0.0.1".parse().unwrap()), 0).unwrap();
-        assert_ne!(r.port(), 0);
-        let e = reserve(Proto::Tcp, Some("127.0.0.1".parse().unwrap()), r.port()).unwrap_err();
-        let want = format!(
-            "Bind for 127.0.0.1:{} failed: port is already allocated",
-            r.port()
-        );
-        assert_eq!(e.to_string(), want);
-        // A host service with SO_REUSEADDR cannot take it either.
-        let l = std::net::TcpListener::bind(("127.0.0.1", r.port()));
-        assert!(l.is_err());
-        let p = r.port();
-        drop(r);
-        reserve(Proto::Tcp, Some("127.0.0.1".parse().unwrap()), p).unwrap();
+        isolated(|| {
+            let lo: IpAddr = "127.0.0.1".parse().unwrap();
+            let r = reserve(Proto::Tcp, Some(lo), 0).unwrap();
+            assert_ne!(r.port(), 0);
+            let e = reserve(Proto::Tcp, Some(lo), r.port()).unwrap_err();
+            let want = format!(
+                "Bind for 127.0.0.1:{} failed: port is already allocated",
+                r.port()
+            );
+            assert_eq!(e.to_string(), want);
+            // A host service with SO_REUSEADDR cannot take it either.
+            assert!(std::net::TcpListener::bind(("127.0.0.1", r.port())).is_err());
+            let p = r.port();
+            drop(r);
+            reserve(Proto::Tcp, Some(lo), p).unwrap();
+        });
     }
 
     #[test]
     fn wildcard_reserves_both_families_and_udp_is_separate() {
-        let r = reserve(Proto::Udp, None, 0).unwrap();
-        let p = r.port();
-        assert!(matches!(
-            reserve(Proto::Udp, None, p),
-            Err(NetError::PortAllocated { .. })
-        ));
-        assert!(std::net::UdpSocket::bind(("127.0.0.1", p)).is_err());
-        // TCP on the same number is a different port.
-        let t = reserve(Proto::Tcp, None, p);
-        drop(t);
+        isolated(|| {
+            let r = reserve(Proto::Udp, None, 0).unwrap();
+            let p = r.port();
+            assert!(matches!(
+                reserve(Proto::Udp, None, p),
+                Err(NetError::PortAllocated { .. })
+            ));
+            assert!(std::net::UdpSocket::bind(("127.0.0.1", p)).is_err());
+            assert!(std::net::UdpSocket::bind(("::1", p)).is_err());
+            // TCP on the same number is a different port.
+            reserve(Proto::Tcp, None, p).unwrap();
+        });
     }
 
     #[test]
     fn a_foreign_address_is_an_error_not_a_panic() {
-        let e = reserve(Proto::Tcp, Some("192.0.2.77".parse().unwrap()), 0).unwrap_err();
-        assert!(e.to_string().contains("192.0.2.77"), "{e}");
+        isolated(|| {
+            let e = reserve(Proto::Tcp, Some("192.0.2.77".parse().unwrap()), 0).unwrap_err();
+            assert!(e.to_string().contains("192.0.2.77"), "{e}");
+        });
     }
 }
