@@ -19,6 +19,14 @@ pub struct Config {
     pub registry_mirrors: Vec<String>,
     /// Registries spoken to over plain HTTP (`--insecure-registry`).
     pub insecure_registries: Vec<String>,
+    /// The default bridge's interface (`--bridge`, Docker's `-b`; default "berth0"). A second
+    /// daemon on the same host (tests) names its own; its nft table follows the name.
+    pub bridge: String,
+    /// The default bridge's gateway address and prefix (`--bip`, e.g. 172.30.0.1/16); None =
+    /// the first free one of Docker's pools, kept once chosen.
+    pub bip: Option<String>,
+    /// Upstream resolvers for the embedded DNS (`--dns`); empty = the host's resolv.conf.
+    pub dns: Vec<std::net::IpAddr>,
 }
 
 impl Config {
@@ -36,8 +44,26 @@ impl Config {
             shim: find_helper("berth-shim", "BERTH_SHIM"),
             registry_mirrors: Vec::new(),
             insecure_registries: Vec::new(),
+            bridge: default_bridge(data_root),
+            bip: None,
+            dns: Vec::new(),
         }
     }
+}
+
+/// The default bridge of a data root: "berth0" for /var/lib/berth; for any other data root
+/// (tests, several daemons on one host) "bt" + the FNV-1a 32-bit hash of its path in hex, so
+/// that daemons never share a bridge or an nft table and a test can find what to clean up.
+pub fn default_bridge(data_root: &Path) -> String {
+    if data_root == Path::new("/var/lib/berth") {
+        return "berth0".into();
+    }
+    let mut h: u32 = 0x811c_9dc5;
+    for b in data_root.as_os_str().as_encoded_bytes() {
+        h ^= u32::from(*b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    format!("bt{h:08x}")
 }
 
 /// Finds a helper binary: `$ENV` if set, else next to the running berthd, else by name on PATH.
@@ -54,4 +80,19 @@ pub fn find_helper(name: &str, env: &str) -> PathBuf {
         }
     }
     PathBuf::from(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_bridges() {
+        assert_eq!(default_bridge(Path::new("/var/lib/berth")), "berth0");
+        let a = default_bridge(Path::new("/tmp/a/data"));
+        assert!(a.starts_with("bt") && a.len() == 10, "{a}");
+        assert_ne!(a, default_bridge(Path::new("/tmp/b/data")));
+        // FNV-1a of "a": 0xe40c292c
+        assert_eq!(default_bridge(Path::new("a")), "bte40c292c");
+    }
 }

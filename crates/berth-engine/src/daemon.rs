@@ -8,6 +8,7 @@ use crate::containers::Containers;
 use crate::error::EngineError;
 use crate::events::Events;
 use crate::images::ImageService;
+use crate::networks::Networks;
 
 /// What the handlers share.
 pub struct Daemon {
@@ -17,6 +18,7 @@ pub struct Daemon {
     /// Registry access (mirrors, credentials) and image operations that stream progress.
     pub image_service: ImageService,
     pub containers: Containers,
+    pub networks: Networks,
     pub events: Events,
 }
 
@@ -45,11 +47,13 @@ impl Daemon {
             })?;
         let image_service = ImageService::new(&config)?;
         let containers = Containers::open(&config)?;
+        let networks = Networks::open(&config)?;
         let d = Arc::new(Self {
             config,
             images,
             image_service,
             containers,
+            networks,
             events: Events::new(),
         });
         // rmi asks the containers whether an image is in use (weak: no cycle).

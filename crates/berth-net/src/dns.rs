@@ -190,6 +190,7 @@ impl Dns {
             });
         let ctx = Arc::new(Ctx {
             table: Arc::clone(&net.table),
+            all: Arc::downgrade(&self.inner),
             subnets,
             // Never forward to ourselves: a loop would only end in timeouts.
             upstreams: self
@@ -292,6 +293,9 @@ fn bind(addr: SocketAddr, ty: Type, proto: Protocol) -> io::Result<Socket> {
 /// What one server needs to answer.
 struct Ctx {
     table: Arc<RwLock<Table>>,
+    /// Every network's records (weak: the servers must not keep the `Dns` alive): a
+    /// container on several networks resolves the names of all of them, as with Docker.
+    all: std::sync::Weak<Inner>,
     subnets: Vec<ipnet::IpNet>,
     upstreams: Vec<SocketAddr>,
     forwards: Arc<Semaphore>,
@@ -339,10 +343,46 @@ impl Ctx {
         if query.query_class() != DNSClass::IN {
             return Reply::Forward(Box::new(req));
         }
-        match local_answer(&read(&self.table), query.name(), query.query_type()) {
+        if let Some(answers) = local_answer(&read(&self.table), query.name(), query.query_type()) {
+            return respond(&req, ResponseCode::NoError, answers, transport);
+        }
+        match self.answer_from_other_networks(src, query.name(), query.query_type()) {
             Some(answers) => respond(&req, ResponseCode::NoError, answers, transport),
             None => Reply::Forward(Box::new(req)),
         }
+    }
+
+    /// The answer from the other networks the asking container (found by its address on
+    /// this network) is attached to.
+    fn answer_from_other_networks(
+        &self,
+        src: IpAddr,
+        qname: &Name,
+        qtype: RecordType,
+    ) -> Option<Vec<Record>> {
+        let src = src.to_canonical();
+        let owners: Vec<String> = read(&self.table)
+            .owners
+            .iter()
+            .filter(|(_, e)| e.addrs.contains(&src))
+            .map(|(o, _)| o.clone())
+            .collect();
+        if owners.is_empty() {
+            return None;
+        }
+        let inner = self.all.upgrade()?;
+        let tables: Vec<Arc<RwLock<Table>>> = lock(&inner.networks)
+            .values()
+            .map(|n| Arc::clone(&n.table))
+            .filter(|t| !Arc::ptr_eq(t, &self.table))
+            .collect();
+        tables.iter().find_map(|t| {
+            let t = read(t);
+            if !owners.iter().any(|o| t.owners.contains_key(o)) {
+                return None;
+            }
+            local_answer(&t, qname, qtype)
+        })
     }
 
     /// The first upstream's answer to `packet` (sent as is, so the answer carries the
@@ -666,6 +706,7 @@ mod tests {
     fn ctx(subnets: &[&str]) -> Ctx {
         Ctx {
             table: Arc::new(RwLock::new(table())),
+            all: std::sync::Weak::new(),
             subnets: subnets.iter().map(|s| s.parse().unwrap()).collect(),
             upstreams: Vec::new(),
             forwards: Arc::new(Semaphore::new(1)),
@@ -919,5 +960,26 @@ mod tests {
             .serve("n", v4("127.0.0.1"), vec!["127.0.0.0/8".parse().unwrap()])
             .unwrap_err();
         assert!(matches!(err, NetError::Dns { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_container_on_two_networks_resolves_names_of_both() {
+        let dns = Dns::new(Vec::new());
+        dns.set("front", "web", vec!["web".into()], vec![v4("10.1.0.2")]);
+        dns.set("front", "probe", vec!["probe".into()], vec![v4("10.1.0.3")]);
+        dns.set("back", "probe", vec!["probe".into()], vec![v4("10.2.0.3")]);
+        dns.set("back", "other", vec!["other".into()], vec![v4("10.2.0.4")]);
+        let back = Arc::clone(&lock(&dns.inner.networks)["back"].table);
+        let c = Ctx {
+            table: back,
+            all: Arc::downgrade(&dns.inner),
+            ..ctx(&["0.0.0.0/0"])
+        };
+        // probe asks on back for web (on front, where probe is too): answered.
+        let m = sent(c.handle(v4("10.2.0.3"), &query("web", RecordType::A), Transport::Udp));
+        assert_eq!(addrs(&m), vec![v4("10.1.0.2")]);
+        // other (only on back) asks the same: not ours, forwarded.
+        let r = c.handle(v4("10.2.0.4"), &query("web", RecordType::A), Transport::Udp);
+        assert!(matches!(r, Reply::Forward(_)), "{r:?}");
     }
 }

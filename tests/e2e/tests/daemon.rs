@@ -80,6 +80,7 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        common::berthd_net_cleanup(&self.dir.path().join("data"));
     }
 }
 
@@ -185,6 +186,7 @@ fn a_second_daemon_on_the_same_socket_is_refused_and_a_stale_socket_is_reused() 
     });
     let _ = child.kill();
     let _ = child.wait();
+    common::berthd_net_cleanup(&path.join("data"));
     let _ = std::fs::remove_dir_all(&path);
     ensure!(up, "berthd did not take over the stale socket");
     Ok(())

@@ -251,6 +251,55 @@ pub fn df_containers(d: &Daemon) -> Vec<Value> {
         .collect()
 }
 
+/// The `Ports` list of `GET /containers/json`: published bindings, then exposed ports
+/// that are not published.
+fn ports_list(r: &Record) -> Vec<Value> {
+    let mut out = Vec::new();
+    let split = |k: &str| {
+        let (p, t) = k.split_once('/').unwrap_or((k, "tcp"));
+        (p.parse::<u16>().unwrap_or(0), t.to_string())
+    };
+    for (k, bs) in &r.ports_live {
+        let (p, t) = split(k);
+        for b in bs {
+            out.push(json!({
+                "IP": b.host_ip.clone().unwrap_or_default(),
+                "PrivatePort": p,
+                "PublicPort": b.host_port.as_deref().and_then(|h| h.parse::<u16>().ok()).unwrap_or(0),
+                "Type": t,
+            }));
+        }
+    }
+    for k in r.config.exposed_ports.iter().flatten() {
+        if !r.ports_live.contains_key(k) {
+            let (p, t) = split(k);
+            out.push(json!({"PrivatePort": p, "Type": t}));
+        }
+    }
+    out
+}
+
+/// `NetworkSettings.Ports` of inspect: exposed ports map to null, published ones to their
+/// bindings.
+fn ports_map(r: &Record) -> Value {
+    let mut m = serde_json::Map::new();
+    for k in r.config.exposed_ports.iter().flatten() {
+        m.insert(k.clone(), Value::Null);
+    }
+    if r.state.status.is_live() {
+        for (k, bs) in &r.ports_live {
+            m.insert(
+                k.clone(),
+                json!(bs
+                    .iter()
+                    .map(|b| json!({"HostIp": b.host_ip, "HostPort": b.host_port}))
+                    .collect::<Vec<_>>()),
+            );
+        }
+    }
+    Value::Object(m)
+}
+
 fn summary(r: &Record) -> Value {
     json!({
         "Id": r.id,
@@ -259,12 +308,12 @@ fn summary(r: &Record) -> Value {
         "ImageID": r.image_id,
         "Command": command_text(r),
         "Created": unix_secs(&r.created),
-        "Ports": [],
+        "Ports": ports_list(r),
         "Labels": r.config.labels.clone().unwrap_or_default(),
         "State": r.state.status.as_str(),
         "Status": status_text(r),
         "HostConfig": {"NetworkMode": network_mode(r)},
-        "NetworkSettings": {"Networks": {}},
+        "NetworkSettings": {"Networks": r.net_live},
         "Mounts": [],
     })
 }
@@ -321,7 +370,43 @@ fn matches_filters(r: &Record, f: &HashMap<String, Vec<String>>) -> Result<bool,
                     .map_or("none".to_string(), |s| s.to_string());
                 h == v
             }),
-            "before" | "since" | "network" | "volume" | "publish" | "expose" | "is-task" => true,
+            "network" => any(&|v| {
+                r.net_config.contains_key(v)
+                    || r.net_live.contains_key(v)
+                    || r.net_config
+                        .values()
+                        .chain(r.net_live.values())
+                        .any(|e| e.network_id.as_deref().is_some_and(|id| id.starts_with(v)))
+                    || r.host_config.network_mode.as_deref() == Some(v)
+            }),
+            "publish" => any(&|v| {
+                let v = if v.contains('/') {
+                    v.to_string()
+                } else {
+                    format!("{v}/tcp")
+                };
+                r.ports_live.values().flatten().any(|b| {
+                    b.host_port
+                        .as_deref()
+                        .is_some_and(|h| v == format!("{h}/tcp") || v == format!("{h}/udp"))
+                }) && r.ports_live.iter().any(|(k, bs)| {
+                    let proto = k.split_once('/').map_or("tcp", |x| x.1);
+                    bs.iter().any(|b| {
+                        b.host_port
+                            .as_deref()
+                            .is_some_and(|h| v == format!("{h}/{proto}"))
+                    })
+                })
+            }),
+            "expose" => any(&|v| {
+                let v = if v.contains('/') {
+                    v.to_string()
+                } else {
+                    format!("{v}/tcp")
+                };
+                r.config.exposed_ports.iter().flatten().any(|k| *k == v)
+            }),
+            "before" | "since" | "volume" | "is-task" => true,
             other => return Err(EngineError::invalid(format!("invalid filter '{other}'"))),
         };
         if !ok {
@@ -474,17 +559,36 @@ pub fn inspect_json(d: &Daemon, r: &Record) -> Value {
         },
         "Mounts": [],
         "Config": config,
-        "NetworkSettings": {
-            "Bridge": "",
-            "SandboxID": "",
-            "SandboxKey": "",
-            "Ports": {},
-            "Gateway": "",
-            "IPAddress": "",
-            "IPPrefixLen": 0,
-            "MacAddress": "",
-            "Networks": {},
-        },
+        "NetworkSettings": network_settings(d, r),
+    })
+}
+
+/// `NetworkSettings` of inspect: the top-level address fields come from the default bridge
+/// network's endpoint, as Docker fills them.
+fn network_settings(d: &Daemon, r: &Record) -> Value {
+    let def = r.net_live.get("bridge");
+    let f = |g: &dyn Fn(&berth_types::api::EndpointSettings) -> Option<Value>, z: Value| {
+        def.and_then(g).unwrap_or(z)
+    };
+    json!({
+        "Bridge": "",
+        "SandboxID": r.sandbox_key.rsplit('/').next().filter(|_| !r.sandbox_key.is_empty()).unwrap_or(""),
+        "SandboxKey": r.sandbox_key,
+        "HairpinMode": false,
+        "LinkLocalIPv6Address": "",
+        "LinkLocalIPv6PrefixLen": 0,
+        "Ports": ports_map(r),
+        "SecondaryIPAddresses": null,
+        "SecondaryIPv6Addresses": null,
+        "EndpointID": f(&|e| e.endpoint_id.clone().map(Value::from), json!("")),
+        "Gateway": f(&|e| e.gateway.clone().map(Value::from), json!("")),
+        "GlobalIPv6Address": f(&|e| e.global_ipv6_address.clone().map(Value::from), json!("")),
+        "GlobalIPv6PrefixLen": f(&|e| e.global_ipv6_prefix_len.map(Value::from), json!(0)),
+        "IPAddress": f(&|e| e.ip_address.clone().map(Value::from), json!("")),
+        "IPPrefixLen": f(&|e| e.ip_prefix_len.map(Value::from), json!(0)),
+        "IPv6Gateway": f(&|e| e.ipv6_gateway.clone().map(Value::from), json!("")),
+        "MacAddress": f(&|e| e.mac_address.clone().map(Value::from), json!("")),
+        "Networks": d.container_networks(r),
     })
 }
 

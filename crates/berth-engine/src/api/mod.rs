@@ -7,6 +7,7 @@ pub mod containers;
 pub mod events;
 pub mod exec;
 pub mod images;
+pub mod networks;
 pub mod stats;
 pub mod stream;
 pub mod system;
@@ -36,7 +37,8 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .merge(commit::routes())
         .merge(exec::routes())
         .merge(stats::routes())
-        .merge(events::routes());
+        .merge(events::routes())
+        .merge(networks::routes());
     let inner = routes.fallback(not_found).with_state(daemon);
     // Every route also answers under a `/vX.Y` prefix, which the middleware checks and strips
     // before the inner router routes (so handlers see only their own path parameters).

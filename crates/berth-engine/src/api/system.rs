@@ -19,15 +19,9 @@ pub fn routes() -> Routes {
         .route("/_ping", get(ping).head(ping))
         .route("/version", get(version))
         .route("/info", get(info))
-        // `docker system prune` also prunes networks and the build cache. berth has neither
-        // user networks (issue 5) nor a build cache (issue 7) yet, so there is truly nothing
-        // to delete; the networking and build engineers replace these with their own.
-        .route("/networks/prune", axum::routing::post(prune_networks))
+        // `docker system prune` also prunes the build cache. berth has no build cache (issue
+        // 7) yet, so there is truly nothing to delete; the build engineers replace this.
         .route("/build/prune", axum::routing::post(prune_build))
-}
-
-async fn prune_networks() -> Json<Value> {
-    Json(json!({"NetworksDeleted": []}))
 }
 
 async fn prune_build() -> Json<Value> {

@@ -34,6 +34,16 @@ struct Args {
     /// A registry spoken to over plain HTTP; repeatable.
     #[arg(long = "insecure-registry")]
     insecure_registries: Vec<String>,
+    /// The default bridge's interface name (Docker's -b); default berth0 for the default data
+    /// root, else bt<hash of the data root>.
+    #[arg(short = 'b', long = "bridge")]
+    bridge: Option<String>,
+    /// The default bridge's address with prefix, e.g. 172.30.0.1/16.
+    #[arg(long = "bip")]
+    bip: Option<String>,
+    /// Upstream DNS server for the embedded DNS of user networks; repeatable.
+    #[arg(long = "dns")]
+    dns: Vec<std::net::IpAddr>,
     /// Accepted for Docker compatibility; berth logs errors to stderr.
     #[arg(short = 'D', long)]
     debug: bool,
@@ -60,6 +70,19 @@ fn config(args: Args) -> Result<Config> {
     }
     c.registry_mirrors = args.registry_mirrors;
     c.insecure_registries = args.insecure_registries;
+    if let Some(b) = args.bridge {
+        if b.is_empty()
+            || b.len() > 15
+            || !b
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || "_.-".contains(ch))
+        {
+            bail!("--bridge {b:?}: an interface name of 1-15 letters, digits, '_', '.', '-'");
+        }
+        c.bridge = b;
+    }
+    c.bip = args.bip;
+    c.dns = args.dns;
     Ok(c)
 }
 

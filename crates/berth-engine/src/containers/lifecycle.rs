@@ -220,10 +220,12 @@ impl Daemon {
         if let Some(n) = hc.nano_cpus.filter(|n| *n < 0) {
             return Err(EngineError::invalid(format!("invalid --cpus: {n}")));
         }
-        if let Some(mode) = hc.network_mode.as_deref() {
-            if !matches!(mode, "" | "default" | "bridge" | "none" | "host") {
-                return Err(EngineError::not_found(format!("network {mode} not found")));
-            }
+        if let Some(target) = hc
+            .network_mode
+            .as_deref()
+            .and_then(|m| m.strip_prefix("container:"))
+        {
+            self.containers.get(target)?;
         }
         spec::check_host_config(&hc)?;
         let config = merge_config(&body, image.config.config.as_ref());
@@ -252,7 +254,18 @@ impl Daemon {
             restart_count: 0,
             manually_stopped: false,
             has_been_started: false,
+            net_config: Default::default(),
+            net_live: Default::default(),
+            ports_live: Default::default(),
+            sandbox_key: String::new(),
         };
+        let asked = body
+            .networking_config
+            .as_ref()
+            .and_then(|n| n.endpoints_config.clone())
+            .unwrap_or_default();
+        let mut rec = rec;
+        rec.net_config = self.networks.check_create(&rec, &asked)?;
         let dir = self.containers.dir(&id);
         let prepared = (|| -> std::io::Result<()> {
             std::fs::create_dir_all(&dir)?;
@@ -266,7 +279,6 @@ impl Daemon {
             )));
         }
         // A generated name can collide with an existing one (Docker then adds a digit).
-        let mut rec = rec;
         let mut attempt = 0u32;
         let entry = loop {
             match self.containers.insert(rec.clone()) {
@@ -418,6 +430,12 @@ impl Daemon {
     /// code the CLI would show (127 not found, 126 cannot invoke).
     fn start_failed(&self, e: &Arc<Entry>, err: &EngineError) {
         let id = e.rec().id.clone();
+        self.net_down(e);
+        // Attaches that waited for this start end now (their senders drop).
+        e.pending_attach
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
         let _ = self.containers.snapshotter.unmount(
             &ContainerId::new(&id).unwrap_or_else(|_| unreachable_id()),
             true,
@@ -462,6 +480,14 @@ impl Daemon {
                 .prepare(&cid, &lowers)
                 .map_err(|e| EngineError::internal(format!("mount the container's rootfs: {e}")))?;
         }
+        let netns = match self.net_up(&e, &rec) {
+            Ok(n) => n,
+            Err(err) => {
+                let _ = self.containers.snapshotter.unmount(&cid, true);
+                return Err(err);
+            }
+        };
+        let rec = e.snapshot();
         let built = (|| -> Result<Value, EngineError> {
             let user = spec::resolve_user(&snap.rootfs, rec.config.user.as_deref().unwrap_or(""))?;
             let hc = &rec.host_config;
@@ -492,6 +518,7 @@ impl Daemon {
                 seccomp,
                 init_binary: (hc.init == Some(true) && init.exists()).then_some(init.as_path()),
                 cgroup_v2: Path::new("/sys/fs/cgroup/cgroup.controllers").exists(),
+                netns: netns.as_deref(),
             })
             .map_err(EngineError::from)
         })();
@@ -567,7 +594,9 @@ impl Daemon {
         let d = self.clone();
         let id2 = id.clone();
         let auto_remove = e.rec().host_config.auto_remove == Some(true);
+        let e2 = e.clone();
         let _ = tokio::task::spawn_blocking(move || {
+            d.net_down(&e2);
             if !auto_remove {
                 if let Ok(cid) = ContainerId::new(&id2) {
                     let _ = d.containers.snapshotter.unmount(&cid, true);
@@ -1043,6 +1072,21 @@ impl Daemon {
     /// After a daemon start: re-attach to the shims that kept running, record the exits that
     /// happened meanwhile (with their true exit codes), resume interrupted restarts.
     pub async fn restore(self: &Arc<Self>) {
+        if let Err(e) = self.networks.bring_up() {
+            tracing::warn!("networks: {}", e.message);
+        }
+        let mut running = std::collections::HashSet::new();
+        for e in self.containers.list() {
+            let rec = e.snapshot();
+            if matches!(rec.state.status, Status::Running | Status::Paused) {
+                self.networks.adopt(&rec);
+                running.insert(rec.id.clone());
+            }
+        }
+        if let Err(e) = self.networks.apply_rules() {
+            tracing::warn!("networks: {}", e.message);
+        }
+        self.networks.sweep(&running);
         for e in self.containers.list() {
             let rec = e.snapshot();
             match rec.state.status {
@@ -1074,6 +1118,80 @@ impl Daemon {
                 _ => {}
             }
         }
+    }
+}
+
+impl Daemon {
+    /// The network side of a start: the container's own namespace on its bridge networks,
+    /// or another container's. Writes hosts/resolv.conf with the addresses. Blocking.
+    fn net_up(&self, e: &Arc<Entry>, rec: &Record) -> Result<Option<PathBuf>, EngineError> {
+        let dir = self.containers.dir(&rec.id);
+        let write = |r: &Record| {
+            write_etc_files(&dir, r)
+                .map_err(|err| EngineError::internal(format!("write {}: {err}", dir.display())))
+        };
+        match crate::networks::mode_of(rec) {
+            crate::networks::Mode::Bridge(_) => {
+                let mut r = rec.clone();
+                // A start that fails is a server error to Docker's clients (a conflict would
+                // read as "already started" and keep `run --rm` waiting for a removal).
+                let ns = self.networks.setup(&mut r).map_err(|e| match e.kind {
+                    ErrorKind::Conflict | ErrorKind::NotModified => {
+                        EngineError::internal(e.message)
+                    }
+                    _ => e,
+                })?;
+                {
+                    let mut live = e.rec();
+                    live.net_live = r.net_live.clone();
+                    live.ports_live = r.ports_live.clone();
+                    live.sandbox_key = r.sandbox_key.clone();
+                }
+                if let Err(err) = write(&r) {
+                    self.net_down(e);
+                    return Err(err);
+                }
+                Ok(Some(ns))
+            }
+            crate::networks::Mode::Container(target) => {
+                let other = self.containers.get(&target)?.snapshot();
+                if other.state.status != Status::Running || other.state.pid <= 0 {
+                    return Err(EngineError::conflict(format!(
+                        "cannot join network namespace of a non running container: container {} is {}",
+                        other.short_id(),
+                        other.state.status.as_str()
+                    )));
+                }
+                // Docker shares the other container's hosts and resolv.conf.
+                let odir = self.containers.dir(&other.id);
+                for f in ["hosts", "resolv.conf"] {
+                    let _ = std::fs::copy(odir.join(f), dir.join(f));
+                }
+                let ns = if other.sandbox_key.is_empty() {
+                    PathBuf::from(format!("/proc/{}/ns/net", other.state.pid))
+                } else {
+                    PathBuf::from(&other.sandbox_key)
+                };
+                Ok(Some(ns))
+            }
+            crate::networks::Mode::None | crate::networks::Mode::Host => {
+                write(rec)?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Undoes `net_up` (idempotent). Blocking.
+    fn net_down(&self, e: &Arc<Entry>) {
+        let mut r = e.snapshot();
+        if r.net_live.is_empty() && r.ports_live.is_empty() && r.sandbox_key.is_empty() {
+            return;
+        }
+        self.networks.teardown(&mut r);
+        let mut live = e.rec();
+        live.net_live.clear();
+        live.ports_live.clear();
+        live.sandbox_key.clear();
     }
 }
 
@@ -1157,8 +1275,47 @@ fn write_etc_files(dir: &Path, rec: &Record) -> std::io::Result<()> {
             hosts.push_str(&format!("{ip}\t{name}\n"));
         }
     }
-    hosts.push_str(&format!("127.0.1.1\t{host}\n"));
+    let mut own = false;
+    for ep in rec.net_live.values() {
+        for a in [&ep.ip_address, &ep.global_ipv6_address]
+            .into_iter()
+            .flatten()
+        {
+            if !a.is_empty() {
+                hosts.push_str(&format!("{a}\t{host}\n"));
+                own = true;
+            }
+        }
+    }
+    if !own {
+        hosts.push_str(&format!("127.0.1.1\t{host}\n"));
+    }
     std::fs::write(dir.join("hosts"), hosts)?;
+    // On a user network: the network's embedded DNS server (its gateway), as Docker's
+    // 127.0.0.11; --dns servers after it.
+    let user_net_dns = rec.net_live.values().find_map(|ep| {
+        ep.dns_names.as_ref()?;
+        ep.gateway.clone().filter(|g| !g.is_empty())
+    });
+    if let Some(gw) = user_net_dns {
+        let mut resolv = format!("nameserver {gw}\n");
+        for dns in rec.host_config.dns.iter().flatten() {
+            resolv.push_str(&format!("nameserver {dns}\n"));
+        }
+        if let Some(s) = rec
+            .host_config
+            .dns_search
+            .as_ref()
+            .filter(|s| !s.is_empty())
+        {
+            resolv.push_str(&format!("search {}\n", s.join(" ")));
+        }
+        let mut opts = vec!["ndots:0".to_string()];
+        opts.extend(rec.host_config.dns_options.iter().flatten().cloned());
+        resolv.push_str(&format!("options {}\n", opts.join(" ")));
+        std::fs::write(dir.join("resolv.conf"), resolv)?;
+        return Ok(());
+    }
     // The host's resolvers minus loopback ones (unreachable from the container's netns).
     let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
     let mut resolv: String = host_resolv

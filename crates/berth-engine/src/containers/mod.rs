@@ -110,6 +110,19 @@ pub struct Record {
     pub manually_stopped: bool,
     #[serde(default)]
     pub has_been_started: bool,
+    /// The networks asked for, by network name: IPAM config, aliases, MAC (what `create` and
+    /// `network connect` stored; bridge modes only).
+    #[serde(default)]
+    pub net_config: std::collections::BTreeMap<String, berth_types::api::EndpointSettings>,
+    /// While running: each network's live endpoint (address, gateway, MAC, endpoint id).
+    #[serde(default)]
+    pub net_live: std::collections::BTreeMap<String, berth_types::api::EndpointSettings>,
+    /// While running: the published ports as bound ("80/tcp" → host bindings).
+    #[serde(default)]
+    pub ports_live: std::collections::BTreeMap<String, Vec<berth_types::api::PortBinding>>,
+    /// While running in its own network namespace: the namespace file.
+    #[serde(default)]
+    pub sandbox_key: String,
 }
 
 impl Record {

@@ -144,6 +144,9 @@ pub struct Inputs<'a> {
     /// The binary `--init` mounts at [`INIT_PATH`].
     pub init_binary: Option<&'a Path>,
     pub cgroup_v2: bool,
+    /// The network namespace to join (its own, made by the network setup, or another
+    /// container's); None = a new empty one (`--network none`) unless the host's.
+    pub netns: Option<&'a Path>,
 }
 
 /// The seccomp choice in `--security-opt`: `None` = the default profile.
@@ -417,7 +420,10 @@ pub fn build(i: &Inputs) -> Result<Value, SpecError> {
         namespaces.push(json!({"type": "uts"}));
     }
     if mode(&hc.network_mode) != "host" {
-        namespaces.push(json!({"type": "network"}));
+        match i.netns {
+            Some(p) => namespaces.push(json!({"type": "network", "path": p.display().to_string()})),
+            None => namespaces.push(json!({"type": "network"})),
+        }
     }
     if i.cgroup_v2 && hc.cgroupns_mode != Some(berth_types::api::HostConfigCgroupnsModeEnum::HOST) {
         namespaces.push(json!({"type": "cgroup"}));
@@ -840,6 +846,10 @@ mod tests {
             restart_count: 0,
             manually_stopped: false,
             has_been_started: false,
+            net_config: Default::default(),
+            net_live: Default::default(),
+            ports_live: Default::default(),
+            sandbox_key: String::new(),
         }
     }
 
@@ -853,6 +863,7 @@ mod tests {
             seccomp: Some(json!({"defaultAction": "SCMP_ACT_ERRNO"})),
             init_binary: Some(Path::new("/usr/bin/tini-static")),
             cgroup_v2: false,
+            netns: None,
         })
         .unwrap()
     }

@@ -23,15 +23,26 @@ use crate::common::{pids_in_cgroup_of, run_cmd, wait_until, Out};
 pub struct Berthd {
     child: Option<Child>,
     pub dir: tempfile::TempDir,
+    /// Extra berthd arguments (kept for restarts).
+    extra: Vec<String>,
 }
 
 impl Berthd {
     /// Starts berthd (binary from $BERTH_DAEMON, shim from $BERTH_SHIM through the environment)
     /// and waits until `/_ping` answers.
     pub fn start() -> Result<Self> {
+        Self::start_with(&[])
+    }
+
+    /// Starts berthd with extra arguments (`--dns 127.0.0.9`, …).
+    pub fn start_with(extra: &[&str]) -> Result<Self> {
         let dir = tempfile::Builder::new().prefix("berth-e2e-d").tempdir()?;
         std::fs::create_dir_all(dir.path().join("docker-config"))?;
-        let mut d = Self { child: None, dir };
+        let mut d = Self {
+            child: None,
+            dir,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
         d.spawn()?;
         Ok(d)
     }
@@ -53,6 +64,7 @@ impl Berthd {
             .arg(format!("unix://{}", self.sock().display()))
             .arg("--data-root")
             .arg(self.data_root())
+            .args(&self.extra)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -255,6 +267,7 @@ impl Drop for Berthd {
                     let _ = run_cmd(self.docker_cmd().args(&args), None, Duration::from_secs(60));
                 }
             }
+            let _ = self.docker(&["network", "prune", "-f"]);
         }
         let _ = self.kill9();
         let root = path_str(self.dir.path());
@@ -285,6 +298,7 @@ impl Drop for Berthd {
                 }
             }
         }
+        crate::common::berthd_net_cleanup(&self.data_root());
         // Cgroups of the containers, now empty.
         for id in self.container_ids() {
             for d in crate::common::cgroup_dirs(&id) {

@@ -138,6 +138,7 @@ impl Drop for BerthDaemon {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        crate::common::berthd_net_cleanup(&self.data_root());
     }
 }
 

@@ -574,3 +574,33 @@ pub fn sha256(p: &Path) -> Result<String> {
 
 pub mod daemon_util;
 pub mod images;
+
+/// The default bridge berthd makes for a data root (berth-engine's `config::default_bridge`):
+/// "bt" + FNV-1a 32 of the path.
+pub fn berthd_bridge(data_root: &std::path::Path) -> String {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in data_root.as_os_str().as_encoded_bytes() {
+        h ^= u32::from(*b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    format!("bt{h:08x}")
+}
+
+/// Removes the default bridge and the nft table of a test's berthd (after it was killed),
+/// so that a test run leaves the host's interfaces and rules as it found them.
+pub fn berthd_net_cleanup(data_root: &std::path::Path) {
+    let bridge = berthd_bridge(data_root);
+    let quiet = |c: &mut std::process::Command| {
+        let _ = c
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+    };
+    quiet(std::process::Command::new("ip").args(["link", "del", &bridge]));
+    quiet(std::process::Command::new("nft").args([
+        "delete",
+        "table",
+        "inet",
+        &format!("berth_{bridge}"),
+    ]));
+}
