@@ -6,7 +6,8 @@
 # here privately), `podman run --rm --network none` (private storage) and bare `crun run` of a
 # bundle, in one hyperfine -N invocation per round; each command's quietest median over ROUNDS
 # rounds is printed with the ratios berth/crun, berth/docker, berth/podman.
-# (`--network` default/bridge joins when networking lands: issue 5.)
+# `berth (bridge)` is the same with berth's default network (netns + veth + address); bench/net.sh
+# compares the default network's cost with docker's.
 #
 # Part 2, density: IDLE containers (`run -d busybox sleep 1000000`) started one after another
 # with berth and with docker: total start time, per start, and memory per container as the drop
@@ -58,6 +59,9 @@ cleanup() {
     sleep 1
     for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
     pkill -f "berth-shim .*--state-root $work/" 2>/dev/null
+    # berthd leaves its default bridge and nft table behind when it stops (as dockerd does).
+    ip link show bench-berth0 >/dev/null 2>&1 && ip link del bench-berth0
+    nft list table inet berth_bench_berth0 >/dev/null 2>&1 && nft delete table inet berth_bench_berth0
     podman --root "$work/podman" --runroot "$work/podman-run" rm -af >/dev/null 2>&1
     crun --root "$work/crun-root" delete --force bench-crun >/dev/null 2>&1
     grep -o " ${work}[^ ]*" /proc/mounts | sort -r | while read -r m; do umount -l "$m" 2>/dev/null; done
@@ -74,7 +78,7 @@ wait_sock() { # socket, what
 }
 
 # berthd, private.
-BERTH_SHIM=$shim "$berthd" -H "unix://$work/berth.sock" --data-root "$work/berth" >>"$log" 2>&1 &
+BERTH_SHIM=$shim "$berthd" -H "unix://$work/berth.sock" --data-root "$work/berth" --bridge bench-berth0 >>"$log" 2>&1 &
 pids+=($!)
 disown "$!"
 wait_sock "$work/berth.sock" berthd
@@ -82,8 +86,8 @@ export BERTH_HOST=unix://$work/berth.sock BERTH_NO_AUTOSTART=1
 tar -C "$rootfs" -c . | "$berth" import - busybox:latest >/dev/null
 bdocker() { DOCKER_HOST=unix://$work/berth.sock docker "$@"; }
 
-names=("berth run --rm" )
-cmds=("$berth run --rm --network none busybox true")
+names=("berth run --rm" "berth (bridge)")
+cmds=("$berth run --rm --network none busybox true" "$berth run --rm busybox true")
 if has_peer docker && command -v dockerd >/dev/null; then
     dockerd --data-root "$work/docker" --exec-root "$work/docker-exec" -H "unix://$work/docker.sock" \
         --pidfile "$work/docker.pid" --bridge=none --iptables=false >>"$log" 2>&1 &

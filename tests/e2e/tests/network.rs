@@ -793,3 +793,209 @@ fn a_churn_of_containers_leaves_the_host_as_it_was() -> Result<()> {
     ensure!(mounts.is_empty(), "netns mounts left: {mounts:?}");
     Ok(())
 }
+
+#[test]
+fn docker_compose_services_reach_each_other_by_name_and_down_removes_the_network() -> Result<()> {
+    require_root!();
+    let d = Berthd::with_busybox()?;
+    let dir = tempfile::tempdir()?;
+    std::fs::write(
+        dir.path().join("docker-compose.yml"),
+        r#"version: "3.8"
+services:
+  web:
+    image: busybox
+    command: ["sh", "-c", "mkdir -p /www && echo hello-compose > /www/index.html && exec httpd -f -p 80 -h /www"]
+    ports:
+      - "127.0.0.1::80"
+  client:
+    image: busybox
+    command: ["sleep", "60"]
+    depends_on: [web]
+"#,
+    )?;
+    let compose = |args: &[&str]| -> Result<common::Out> {
+        let mut c = Command::new("docker-compose");
+        c.current_dir(dir.path())
+            .env("DOCKER_HOST", format!("unix://{}", d.sock().display()))
+            .args(["-p", "berthct"])
+            .args(args);
+        common::run_cmd(&mut c, None, Duration::from_secs(120))
+    };
+    compose(&["up", "-d"])?.ok()?;
+    let nets = d.docker_ok(&["network", "ls", "--format", "{{.Name}}"])?;
+    ensure!(nets.contains("berthct_default"), "{nets}");
+    // The client reaches web by its service name on the project network.
+    let out = eventually(|| {
+        let o = compose(&[
+            "exec",
+            "-T",
+            "client",
+            "sh",
+            "-c",
+            &sh_wget(3, "http://web/".into()),
+        ])?;
+        if o.code != 0 {
+            bail!("{o:?}");
+        }
+        Ok(o.stdout)
+    })?;
+    ensure!(out.trim() == "hello-compose", "{out}");
+    // The published port, as compose reads it.
+    let port = compose(&["port", "web", "80"])?
+        .ok()?
+        .stdout
+        .trim()
+        .to_string();
+    ensure!(port.starts_with("127.0.0.1:"), "{port}");
+    let body = eventually(|| host_get(&port))?;
+    ensure!(body.contains("hello-compose"), "{body}");
+    compose(&["down"])?.ok()?;
+    let nets = d.docker_ok(&["network", "ls", "--format", "{{.Name}}"])?;
+    ensure!(!nets.contains("berthct_default"), "{nets}");
+    ensure!(d.docker_ok(&["ps", "-aq"])?.is_empty());
+    Ok(())
+}
+
+#[test]
+fn container_mode_expose_all_and_internal_networks() -> Result<()> {
+    require_root!();
+    let d = Berthd::with_busybox()?;
+    // --network container:NAME shares the other container's interfaces and address.
+    let a = run_d(
+        &d,
+        &["--name", "owner", "--expose", "80", "-P"],
+        &httpd_args("shared"),
+    )?;
+    let ip = d.inspect(&a, "{{.NetworkSettings.IPAddress}}")?;
+    let out = d.docker_ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "container:owner",
+        BB,
+        "ip",
+        "-o",
+        "-4",
+        "addr",
+        "show",
+        "eth0",
+    ])?;
+    ensure!(out.contains(&format!("inet {ip}/")), "{out}");
+    let out = eventually(|| {
+        let o = d.docker(&[
+            "run",
+            "--rm",
+            "--network",
+            "container:owner",
+            BB,
+            "sh",
+            "-c",
+            &sh_wget(3, "http://127.0.0.1/".into()),
+        ])?;
+        if o.code != 0 {
+            bail!("{o:?}");
+        }
+        Ok(o.stdout)
+    })?;
+    ensure!(out.trim() == "shared", "{out}");
+    // -P published the exposed port on a kernel-chosen host port.
+    let port = d.docker_ok(&["port", &a, "80/tcp"])?;
+    let hp = port
+        .lines()
+        .next()
+        .and_then(|l| l.rsplit(':').next())
+        .unwrap_or("")
+        .to_string();
+    let body = eventually(|| host_get(&format!("127.0.0.1:{hp}")))?;
+    ensure!(body.contains("shared"), "{body}");
+    // A stopped owner: joining it is refused.
+    d.docker_ok(&["stop", "-t", "1", "owner"])?;
+    let out = d.docker(&["run", "--rm", "--network", "container:owner", BB, "true"])?;
+    ensure!(
+        out.code != 0 && out.stderr.contains("non running"),
+        "{out:?}"
+    );
+    // --internal: members reach each other, nothing routes out (no default route).
+    d.docker_ok(&["network", "create", "--internal", "island"])?;
+    let i1 = run_d(
+        &d,
+        &["--name", "i1", "--network", "island"],
+        &httpd_args("inside"),
+    )?;
+    let out = d.docker_ok(&["run", "--rm", "--network", "island", BB, "ip", "route"])?;
+    ensure!(
+        !out.contains("default"),
+        "internal network has a default route: {out}"
+    );
+    let out = eventually(|| {
+        let o = d.docker(&[
+            "run",
+            "--rm",
+            "--network",
+            "island",
+            BB,
+            "sh",
+            "-c",
+            &sh_wget(3, "http://i1/".into()),
+        ])?;
+        if o.code != 0 {
+            bail!("{o:?}");
+        }
+        Ok(o.stdout)
+    })?;
+    ensure!(out.trim() == "inside", "{out}");
+    d.docker_ok(&["rm", "-f", &a, &i1])?;
+    d.docker_ok(&["network", "rm", "island"])?;
+    Ok(())
+}
+
+#[test]
+fn a_container_that_dies_while_the_daemon_is_down_leaves_nothing_after_restart() -> Result<()> {
+    require_root!();
+    let mut d = Berthd::with_busybox()?;
+    let a = run_d(&d, &["-p", "127.0.0.1::80"], &httpd_args("short-lived"))?;
+    let addr = d
+        .docker_ok(&["port", &a, "80"])?
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_string();
+    eventually(|| host_get(&addr))?;
+    let pid: i32 = d.inspect(&a, "{{.State.Pid}}")?.parse()?;
+    let netns = d.data_root().join("run/netns").join(&a);
+    ensure!(netns.exists(), "{} missing while running", netns.display());
+    d.kill9()?;
+    // SAFETY: kill(2) of the container's init, a pid read from inspect just now.
+    unsafe {
+        libc::kill(pid, libc::SIGKILL);
+    }
+    ensure!(
+        wait_until(Duration::from_secs(10), || !common::pid_alive(pid)),
+        "container init survived"
+    );
+    d.restart()?;
+    ensure!(
+        wait_until(Duration::from_secs(10), || d
+            .inspect(&a, "{{.State.Status}}")
+            .is_ok_and(|s| s == "exited")),
+        "the container is not seen as exited"
+    );
+    ensure!(
+        wait_until(Duration::from_secs(10), || !netns.exists()),
+        "netns file left"
+    );
+    let port = addr.rsplit(':').next().unwrap_or("");
+    ensure!(
+        !nft_table(&d).contains(&format!("dport {port}")),
+        "rule left: {}",
+        nft_table(&d)
+    );
+    ensure!(host_get(&addr).is_err(), "the port still answers");
+    // Its address and host port are free again: a new container can take that host port.
+    let b = run_d(&d, &["-p", &format!("{addr}:80")], &httpd_args("next"))?;
+    let body = eventually(|| host_get(&addr))?;
+    ensure!(body.contains("next"), "{body}");
+    d.docker_ok(&["rm", "-f", &a, &b])?;
+    Ok(())
+}

@@ -1156,7 +1156,8 @@ impl Daemon {
             crate::networks::Mode::Container(target) => {
                 let other = self.containers.get(&target)?.snapshot();
                 if other.state.status != Status::Running || other.state.pid <= 0 {
-                    return Err(EngineError::conflict(format!(
+                    // Internal, not Conflict: the start failed (see Bridge above).
+                    return Err(EngineError::internal(format!(
                         "cannot join network namespace of a non running container: container {} is {}",
                         other.short_id(),
                         other.state.status.as_str()

@@ -954,7 +954,16 @@ impl Networks {
                 }
             }
         };
-        let mac_text = cfg.mac_address.clone().unwrap_or_else(ipam::random_mac);
+        // Docker's classic MAC, 02:42 + the IPv4 address: an address handed out again comes
+        // back with the same MAC, so the host's neighbour cache is never stale (a random MAC
+        // left the new owner of a reused address unreachable for ~30 s).
+        let mac_text = cfg.mac_address.clone().unwrap_or_else(|| match ip4 {
+            IpAddr::V4(a) => {
+                let o = a.octets();
+                format!("02:42:{:02x}:{:02x}:{:02x}:{:02x}", o[0], o[1], o[2], o[3])
+            }
+            IpAddr::V6(_) => ipam::random_mac(),
+        });
         let endpoint_id = crate::containers::new_id();
         let built = (|| -> Result<(), EngineError> {
             let mac = ipam::parse_mac(&mac_text)?;
