@@ -36,6 +36,9 @@ fn pids_mentioning(needle: &str) -> Vec<i32> {
 /// Stops the daemons started for this test, even if an assertion failed.
 struct Cleanup {
     sock: String,
+    /// The daemon's data root: its default bridge ("bt" + FNV-1a 32 of the path) and nft
+    /// table go too.
+    root: std::path::PathBuf,
 }
 
 impl Drop for Cleanup {
@@ -54,6 +57,20 @@ impl Drop for Cleanup {
                 let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
             }
         }
+        let mut h: u32 = 0x811c_9dc5;
+        for b in self.root.as_os_str().as_encoded_bytes() {
+            h ^= u32::from(*b);
+            h = h.wrapping_mul(0x0100_0193);
+        }
+        let bridge = format!("bt{h:08x}");
+        let _ = Command::new("ip")
+            .args(["link", "del", &bridge])
+            .stderr(std::process::Stdio::null())
+            .status();
+        let _ = Command::new("nft")
+            .args(["delete", "table", "inet", &format!("berth_{bridge}")])
+            .stderr(std::process::Stdio::null())
+            .status();
     }
 }
 
@@ -75,6 +92,7 @@ fn starts_the_daemon_when_nobody_answers() {
     let root = dir.path().join("root");
     let _cleanup = Cleanup {
         sock: sock.display().to_string(),
+        root: root.clone(),
     };
     let run = |args: &[&str], autostart: bool| {
         let mut c = Command::new(BERTH);
