@@ -120,6 +120,45 @@ def events():
     check("events", all(a in seen for a in ("create", "start", "die", "destroy")), repr(seen))
 
 
+def networks():
+    net = client.networks.create("pynet", driver="bridge", labels={"from": "py"})
+    try:
+        check("networks.create", net.name == "pynet" and net.attrs["Driver"] == "bridge", repr(net.attrs))
+        names = [n.name for n in client.networks.list()]
+        check("networks.list", all(n in names for n in ("bridge", "host", "none", "pynet")), repr(names))
+        srv = client.containers.run(
+            "busybox",
+            ["sh", "-c", "mkdir -p /w && echo py-net > /w/index.html && exec httpd -f -p 80 -h /w"],
+            name="pysrv", network="pynet", detach=True, ports={"80/tcp": ("127.0.0.1", None)},
+        )
+        try:
+            srv.reload()
+            host_port = srv.ports["80/tcp"][0]["HostPort"]
+            check("ports", host_port.isdigit(), repr(srv.ports))
+            out = b""
+            for _ in range(30):
+                try:
+                    out = client.containers.run(
+                        "busybox", ["sh", "-c", "timeout 3 wget -qO- http://pysrv/; exit $?"],
+                        network="pynet", remove=True,
+                    )
+                    break
+                except docker.errors.ContainerError:
+                    time.sleep(0.2)
+            check("resolve by name", out == b"py-net\n", repr(out))
+            net.reload()
+            check("network containers", srv.id in net.attrs.get("Containers", {}), repr(net.attrs))
+        finally:
+            srv.remove(force=True)
+    finally:
+        net.remove()
+    try:
+        client.networks.get("pynet")
+        check("networks.remove", False, "still there")
+    except docker.errors.NotFound:
+        check("networks.remove", True)
+
+
 for name, fn in [
     ("ping/version", ping_version),
     ("images", images),
@@ -127,6 +166,7 @@ for name, fn in [
     ("run detached", run_detached),
     ("wait", wait_code),
     ("events", events),
+    ("networks", networks),
 ]:
     step(name, fn)
 print("done", failures, flush=True)

@@ -62,6 +62,12 @@ fn the_docker_sdk_for_python_runs_containers() -> Result<()> {
         "remove",
         "wait exit code",
         "events",
+        "networks.create",
+        "networks.list",
+        "ports",
+        "resolve by name",
+        "network containers",
+        "networks.remove",
     ] {
         ensure!(
             out.stdout.lines().any(|l| l == format!("ok {check}")),
