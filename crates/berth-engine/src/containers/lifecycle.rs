@@ -596,7 +596,9 @@ impl Daemon {
         let auto_remove = e.rec().host_config.auto_remove == Some(true);
         let e2 = e.clone();
         let _ = tokio::task::spawn_blocking(move || {
+            berth_runtime::timing::mark("exit: teardown begins");
             d.net_down(&e2);
+            berth_runtime::timing::mark("exit: network down");
             if !auto_remove {
                 if let Ok(cid) = ContainerId::new(&id2) {
                     let _ = d.containers.snapshotter.unmount(&cid, true);
