@@ -20,6 +20,8 @@ pub struct Daemon {
     pub containers: Containers,
     pub networks: Networks,
     pub events: Events,
+    /// The quota filesystems (`--storage-opt size=`, sized volumes).
+    pub quotas: crate::quota::Quotas,
 }
 
 impl Daemon {
@@ -48,6 +50,18 @@ impl Daemon {
         let image_service = ImageService::new(&config)?;
         let containers = Containers::open(&config)?;
         let networks = Networks::open(&config)?;
+        let quotas = crate::quota::Quotas::new(&config.data_root);
+        for (name, e) in quotas.restore() {
+            tracing::warn!("quota filesystem {name}: {e}");
+        }
+        // Quota filesystems of containers removed just before a crash.
+        for name in quotas.names() {
+            if let Some(id) = name.strip_prefix("c-") {
+                if containers.get(id).is_err() {
+                    let _ = quotas.remove(&name);
+                }
+            }
+        }
         let d = Arc::new(Self {
             config,
             images,
@@ -55,6 +69,7 @@ impl Daemon {
             containers,
             networks,
             events: Events::new(),
+            quotas,
         });
         // rmi asks the containers whether an image is in use (weak: no cycle).
         let weak = Arc::downgrade(&d);

@@ -284,15 +284,44 @@ impl Snapshotter {
     }
 
     /// Where the snapshot of container `id` lives. `ContainerId` is validated to be one safe
-    /// path component.
+    /// path component. The upper and work dirs are `containers/<id>/{upper,work}` unless
+    /// [`Snapshotter::place_rw`] put them elsewhere (then those names are absolute symlinks
+    /// to where they are, and the paths returned are the targets).
     pub fn paths(&self, id: &ContainerId) -> SnapshotPaths {
         let dir = self.containers.join(id.as_str());
+        let placed = |name: &str| {
+            let p = dir.join(name);
+            fs::read_link(&p)
+                .ok()
+                .filter(|t| t.is_absolute())
+                .unwrap_or(p)
+        };
         SnapshotPaths {
-            upper: dir.join("upper"),
-            work: dir.join("work"),
+            upper: placed("upper"),
+            work: placed("work"),
             rootfs: dir.join("rootfs"),
             dir,
         }
+    }
+
+    /// Puts the container's upper and work dirs under `base` (another filesystem: a quota'd
+    /// directory), before its first [`Snapshotter::prepare`]: makes `base/upper` and
+    /// `base/work` and links `containers/<id>/{upper,work}` to them. Removing the links (with
+    /// `containers/<id>`) leaves `base` to its owner.
+    pub fn place_rw(&self, id: &ContainerId, base: &Path) -> Result<(), SnapshotError> {
+        let dir = self.containers.join(id.as_str());
+        fs::create_dir_all(&dir).map_err(io_err("create directory", &dir))?;
+        for name in ["upper", "work"] {
+            let target = base.join(name);
+            fs::create_dir_all(&target).map_err(io_err("create directory", &target))?;
+            let link = dir.join(name);
+            match fs::read_link(&link) {
+                Ok(t) if t == target => continue,
+                _ => {}
+            }
+            std::os::unix::fs::symlink(&target, &link).map_err(io_err("link", &link))?;
+        }
+        Ok(())
     }
 
     /// Creates the container's upper, work and rootfs directories (keeping an existing upper:
@@ -398,5 +427,20 @@ mod tests {
         // Nothing mounted: unmount and remove are no-ops.
         s.unmount(&id, false).unwrap();
         s.remove(&id).unwrap();
+    }
+
+    #[test]
+    fn placed_rw_dirs_are_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Snapshotter::open(dir.path()).unwrap();
+        let id = ContainerId::new("abc").unwrap();
+        let base = dir.path().join("elsewhere/c-abc");
+        s.place_rw(&id, &base).unwrap();
+        s.place_rw(&id, &base).unwrap();
+        let p = s.paths(&id);
+        assert_eq!(p.upper, base.join("upper"));
+        assert_eq!(p.work, base.join("work"));
+        assert!(p.upper.is_dir() && p.work.is_dir());
+        assert_eq!(p.rootfs, dir.path().join("containers/abc/rootfs"));
     }
 }

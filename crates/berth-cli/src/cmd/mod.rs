@@ -3,6 +3,7 @@
 
 pub mod attach;
 pub mod commit;
+pub mod cp;
 pub mod create;
 pub mod diff;
 pub mod events;
@@ -199,6 +200,8 @@ pub enum Cmd {
     Commit(commit::CommitArgs),
     /// Inspect changes to files or directories on a container's filesystem
     Diff(diff::DiffArgs),
+    /// Copy files/folders between a container and the local filesystem
+    Cp(cp::CpArgs),
     /// Export a container's filesystem as a tar archive
     Export(export::ExportArgs),
     /// Download an image from a registry
@@ -269,6 +272,7 @@ pub enum ContainerCmd {
     Commit(commit::CommitArgs),
     Diff(diff::DiffArgs),
     Export(export::ExportArgs),
+    Cp(cp::CpArgs),
     /// Remove all stopped containers
     Prune(system::ContainerPruneArgs),
 }
@@ -324,6 +328,7 @@ pub async fn dispatch(cmd: Cmd, mut c: Client) -> Result<i32> {
         Cmd::Load(a) => load::run(c, a).await,
         Cmd::Commit(a) => commit::run(c, a).await,
         Cmd::Diff(a) => diff::run(c, a).await,
+        Cmd::Cp(a) => cp::run(c, a).await,
         Cmd::Export(a) => export::run(c, a).await,
         Cmd::Pull(a) => pull::run(c, a).await,
         Cmd::Push(a) => push::run(c, a).await,
@@ -362,6 +367,7 @@ pub async fn dispatch(cmd: Cmd, mut c: Client) -> Result<i32> {
             ContainerCmd::Commit(a) => commit::run(c, a).await,
             ContainerCmd::Diff(a) => diff::run(c, a).await,
             ContainerCmd::Export(a) => export::run(c, a).await,
+            ContainerCmd::Cp(a) => cp::run(c, a).await,
             ContainerCmd::Prune(a) => system::container_prune(c, a).await,
         },
         Cmd::Network(k) => network::dispatch(c, k).await,

@@ -2,6 +2,7 @@
 //! engine's services and answers into Docker's JSON shapes. One file per resource; this one
 //! puts them together and checks the `/vX.Y` prefix.
 
+pub mod archive;
 pub mod commit;
 pub mod containers;
 pub mod events;
@@ -35,6 +36,7 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .merge(images::routes())
         .merge(containers::routes())
         .merge(commit::routes())
+        .merge(archive::routes())
         .merge(exec::routes())
         .merge(stats::routes())
         .merge(events::routes())

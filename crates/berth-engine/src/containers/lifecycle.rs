@@ -228,6 +228,8 @@ impl Daemon {
             self.containers.get(target)?;
         }
         spec::check_host_config(&hc)?;
+        let storage_size =
+            crate::quota::storage_opt_size(hc.storage_opt.as_ref()).map_err(EngineError::invalid)?;
         let config = merge_config(&body, image.config.config.as_ref());
         let mut argv: Vec<String> = config.entrypoint.clone().unwrap_or_default();
         argv.extend(config.cmd.clone().unwrap_or_default());
@@ -278,6 +280,20 @@ impl Daemon {
                 dir.display()
             )));
         }
+        // `--storage-opt size=`: the writable layer goes into a quota filesystem.
+        if let Some(bytes) = storage_size {
+            let d = self.clone();
+            let id2 = id.clone();
+            let placed = tokio::task::spawn_blocking(move || {
+                crate::quota::place_container_rw(&d.quotas, &d.containers.snapshotter, &id2, bytes)
+            })
+            .await
+            .map_err(blocking_err)?;
+            if let Err(e) = placed {
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(e.into());
+            }
+        }
         // A generated name can collide with an existing one (Docker then adds a digit).
         let mut attempt = 0u32;
         let entry = loop {
@@ -289,6 +305,9 @@ impl Daemon {
                 }
                 Err(e) => {
                     let _ = std::fs::remove_dir_all(&dir);
+                    if storage_size.is_some() {
+                        let _ = self.quotas.remove(&crate::quota::container_key(&id));
+                    }
                     return Err(e);
                 }
             }
@@ -1017,9 +1036,15 @@ impl Daemon {
         })
         .await
         .map_err(blocking_err)?;
-        if let Some(t) = trash {
-            tokio::task::spawn_blocking(move || super::purge(&t));
-        }
+        let d = self.clone();
+        let quota_key = crate::quota::container_key(&rec.id);
+        tokio::task::spawn_blocking(move || {
+            if let Some(t) = trash {
+                super::purge(&t);
+            }
+            // A `--storage-opt size=` container's writable layer (no-op for the others).
+            let _ = d.quotas.remove(&quota_key);
+        });
         berth_runtime::timing::mark("remove: files gone");
         self.containers.forget(&rec.id)?;
         berth_runtime::timing::mark("remove: forgotten");

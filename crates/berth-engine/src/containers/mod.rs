@@ -3,6 +3,7 @@
 //! shims; the OCI spec of a run is built from the image config and the create request
 //! ([`spec`]). HTTP never reaches this far: the API module turns requests into these calls.
 
+pub mod archive;
 pub mod exec;
 pub mod health;
 pub mod lifecycle;
