@@ -112,9 +112,14 @@ impl Quotas {
         self.dir.join(format!("{name}.img"))
     }
 
-    /// Where the quota filesystem `name` is mounted (whether or not it exists).
+    /// Where the quota filesystem `name` is mounted (whether or not it exists):
+    /// `quota/mnt/<name>`, or the target [`Quotas::dir_with_limit_at`] linked there.
     pub fn path(&self, name: &str) -> PathBuf {
-        self.dir.join("mnt").join(name)
+        let p = self.dir.join("mnt").join(name);
+        fs::read_link(&p)
+            .ok()
+            .filter(|t| t.is_absolute())
+            .unwrap_or(p)
     }
 
     /// At daemon start: mounts again every image not mounted (after a reboot, or a harness
@@ -187,22 +192,42 @@ impl Quotas {
     /// Makes (or, if it exists, mounts) the quota filesystem `name` with room for at least
     /// `bytes` and returns its mount point. An existing one keeps its size.
     pub fn dir_with_limit(&self, name: &str, bytes: u64) -> Result<PathBuf, QuotaError> {
+        self.dir_with_limit_at(name, bytes, None)
+    }
+
+    /// As [`Quotas::dir_with_limit`], mounted at `target` (an existing empty directory, e.g.
+    /// a volume's `_data`) instead of `quota/mnt/<name>`; `quota/mnt/<name>` then links there,
+    /// so that [`Quotas::restore`] and [`Quotas::remove`] find it.
+    pub fn dir_with_limit_at(
+        &self,
+        name: &str,
+        bytes: u64,
+        target: Option<&Path>,
+    ) -> Result<PathBuf, QuotaError> {
         check_name(name)?;
         let _g = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         let img = self.image(name);
         if img.exists() {
             return self.ensure_mounted(name);
         }
-        fs::create_dir_all(&self.dir).map_err(io_err("create directory", &self.dir))?;
-        make_image(&self.dir, &img, image_size(bytes))?;
-        match self.ensure_mounted(name) {
-            Ok(p) => Ok(p),
-            Err(e) => {
-                let _ = fs::remove_file(&img);
-                let _ = fs::remove_dir(self.path(name));
-                Err(e)
+        let mnt_dir = self.dir.join("mnt");
+        fs::create_dir_all(&mnt_dir).map_err(io_err("create directory", &mnt_dir))?;
+        let link = mnt_dir.join(name);
+        if let Some(t) = target {
+            let _ = fs::remove_file(&link);
+            std::os::unix::fs::symlink(t, &link).map_err(io_err("link", &link))?;
+        }
+        let made =
+            make_image(&self.dir, &img, image_size(bytes)).and_then(|()| self.ensure_mounted(name));
+        if made.is_err() {
+            let _ = fs::remove_file(&img);
+            if target.is_some() {
+                let _ = fs::remove_file(&link);
+            } else {
+                let _ = fs::remove_dir(&link);
             }
         }
+        made
     }
 
     /// Unmounts and deletes the quota filesystem `name`. No-op if it does not exist. Its owner
@@ -219,7 +244,14 @@ impl Quotas {
                     .map_err(|e| io_err("unmount", &mnt)(e.into()))?;
             }
         }
-        match fs::remove_dir(&mnt) {
+        let link = self.dir.join("mnt").join(name);
+        let removed = if link != mnt {
+            // Mounted elsewhere (a volume's `_data`): that directory is its owner's.
+            fs::remove_file(&link)
+        } else {
+            fs::remove_dir(&mnt)
+        };
+        match removed {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(io_err("remove", &mnt)(e)),
@@ -452,6 +484,28 @@ impl From<QuotaError> for crate::error::EngineError {
             QuotaError::Io { .. } => Self::internal(e.to_string()),
         }
     }
+}
+
+/// The volume hook (`docker volume create -o size=20M`): mounts a filesystem of `size` on the
+/// new volume's empty `data` directory (`<data root>/volumes/<name>/_data`), so that its
+/// Mountpoint, binds and measuring stay as for any volume. Made again at daemon start.
+pub fn volume_size(
+    data_root: &Path,
+    name: &str,
+    data: &Path,
+    size: &str,
+) -> Result<(), QuotaError> {
+    let bytes = parse_size(size)
+        .ok_or_else(|| QuotaError::Unsupported(format!("invalid size: '{size}'")))?;
+    Quotas::new(data_root)
+        .dir_with_limit_at(&volume_key(name), bytes, Some(data))
+        .map(|_| ())
+}
+
+/// The volume hook of removal: unmounts and deletes volume `name`'s size-limited filesystem
+/// (no-op for a volume without `size`); call before deleting its directory.
+pub fn volume_remove(data_root: &Path, name: &str) -> Result<(), QuotaError> {
+    Quotas::new(data_root).remove(&volume_key(name))
 }
 
 /// The quota directory name of a container.

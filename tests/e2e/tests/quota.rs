@@ -184,3 +184,58 @@ fn sized_containers_are_measured_and_cleaned_up() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn sized_volumes_are_limited_measured_and_cleaned_up() -> Result<()> {
+    let d = Berthd::with_busybox()?;
+    d.docker_ok(&["volume", "create", "-o", "size=20M", "sized"])?;
+    let over = d.docker(&[
+        "run",
+        "--rm",
+        "-v",
+        "sized:/data",
+        BB,
+        "sh",
+        "-c",
+        "dd if=/dev/zero of=/data/big bs=1M count=30",
+    ])?;
+    ensure!(
+        over.code != 0,
+        "a 30M write in a 20M volume succeeded: {over:?}"
+    );
+    ensure!(over.stderr.contains("No space left on device"), "{over:?}");
+    d.docker_ok(&[
+        "run",
+        "--rm",
+        "-v",
+        "sized:/data",
+        BB,
+        "sh",
+        "-c",
+        "rm -f /data/big && dd if=/dev/zero of=/data/ok bs=1M count=10 && sync",
+    ])?;
+    // The data is where the volume's Mountpoint says, and system df measures it.
+    let mp = d.docker_ok(&["volume", "inspect", "-f", "{{.Mountpoint}}", "sized"])?;
+    ensure!(
+        std::fs::metadata(std::path::Path::new(mp.trim()).join("ok"))?.len() == 10 << 20,
+        "{mp}"
+    );
+    let (code, body) = d.http("GET", "/system/df", b"")?;
+    ensure!(code == 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body)?;
+    let size = v["Volumes"]
+        .as_array()
+        .and_then(|a| a.iter().find(|x| x["Name"] == "sized"))
+        .and_then(|x| x["UsageData"]["Size"].as_i64())
+        .unwrap_or(0);
+    ensure!(size >= 10 << 20, "UsageData.Size {size}: {body}");
+    d.docker_ok(&["volume", "rm", "sized"])?;
+    ensure!(
+        quota_dirs(&d).is_empty(),
+        "left behind: {:?}",
+        quota_dirs(&d)
+    );
+    let bad = d.docker(&["volume", "create", "-o", "size=lots", "bad"])?;
+    ensure!(bad.code != 0, "{bad:?}");
+    Ok(())
+}

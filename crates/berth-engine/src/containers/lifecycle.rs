@@ -228,8 +228,8 @@ impl Daemon {
             self.containers.get(target)?;
         }
         spec::check_host_config(&hc)?;
-        let storage_size =
-            crate::quota::storage_opt_size(hc.storage_opt.as_ref()).map_err(EngineError::invalid)?;
+        let storage_size = crate::quota::storage_opt_size(hc.storage_opt.as_ref())
+            .map_err(EngineError::invalid)?;
         let config = merge_config(&body, image.config.config.as_ref());
         let mut argv: Vec<String> = config.entrypoint.clone().unwrap_or_default();
         argv.extend(config.cmd.clone().unwrap_or_default());
