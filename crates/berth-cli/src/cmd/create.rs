@@ -115,6 +115,9 @@ pub struct ContainerOpts {
     /// Ulimit options (NAME=SOFT[:HARD])
     #[arg(long)]
     pub ulimit: Vec<String>,
+    /// Storage driver options for the container (size=10G limits its writable layer)
+    #[arg(long = "storage-opt")]
+    pub storage_opt: Vec<String>,
     /// Connect a container to a network (NAME, or name=NAME,alias=A,ip=IP,... ; repeatable)
     #[arg(long = "network", visible_alias = "net")]
     pub network: Vec<String>,
@@ -283,6 +286,18 @@ pub fn parse_device(spec: &str) -> Result<DeviceMapping> {
         path_in_container: Some(ctr.to_string()),
         cgroup_permissions: Some(perms.to_string()),
     })
+}
+
+/// `--storage-opt size=10G` (as docker: KEY=VALUE; the daemon checks keys and values).
+pub fn parse_storage_opts(specs: &[String]) -> Result<std::collections::HashMap<String, String>> {
+    specs
+        .iter()
+        .map(|s| {
+            s.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .ok_or_else(|| anyhow!("invalid storage option"))
+        })
+        .collect()
 }
 
 /// `--ulimit nofile=1024[:2048]`.
@@ -1078,6 +1093,9 @@ impl ContainerOpts {
                 .transpose()?,
             ulimits: (!self.ulimit.is_empty())
                 .then(|| self.ulimit.iter().map(|u| parse_ulimit(u)).collect())
+                .transpose()?,
+            storage_opt: (!self.storage_opt.is_empty())
+                .then(|| parse_storage_opts(&self.storage_opt))
                 .transpose()?,
             extra_hosts: (!extra_hosts.is_empty()).then_some(extra_hosts),
             dns: (!dns.is_empty()).then_some(dns),
