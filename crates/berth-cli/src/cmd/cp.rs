@@ -194,17 +194,16 @@ async fn from_container(
     };
     let (tx, rx) = std::sync::mpsc::sync_channel::<bytes::Bytes>(8);
     let keep_owner = args.archive;
-    let c2 = counted.clone();
     let worker = std::thread::spawn(move || {
         let r = ChannelReader {
             rx,
             buf: bytes::Bytes::new(),
-            counted: c2,
         };
         unpack(r, &dir, &src_base, rename.as_deref(), keep_owner)
     });
     while let Some(frame) = body.frame().await {
         if let Ok(d) = frame.context("read the daemon's stream")?.into_data() {
+            counted.fetch_add(d.len() as u64, Ordering::Relaxed);
             if tx.send(d).is_err() {
                 break;
             }
@@ -214,14 +213,20 @@ async fn from_container(
     worker
         .join()
         .map_err(|_| anyhow!("the unpacking thread panicked"))??;
-    if !args.quiet {
+    if show_progress(args) {
+        let shown = std::path::absolute(&args.dest).unwrap_or_else(|_| args.dest.clone().into());
         eprintln!(
             "Successfully copied {} to {}",
             human_size(counted.load(Ordering::Relaxed)),
-            args.dest
+            shown.display()
         );
     }
     Ok(0)
+}
+
+/// As docker: the line is for people; it is left out with -q or when stderr is no terminal.
+fn show_progress(args: &CpArgs) -> bool {
+    !args.quiet && rustix::termios::isatty(rustix::stdio::stderr())
 }
 
 fn parent(p: &Path) -> PathBuf {
@@ -235,7 +240,6 @@ fn parent(p: &Path) -> PathBuf {
 struct ChannelReader {
     rx: std::sync::mpsc::Receiver<bytes::Bytes>,
     buf: bytes::Bytes,
-    counted: Arc<AtomicU64>,
 }
 
 impl Read for ChannelReader {
@@ -251,7 +255,6 @@ impl Read for ChannelReader {
         if let Some(dst) = out.get_mut(..n) {
             dst.copy_from_slice(&chunk);
         }
-        self.counted.fetch_add(n as u64, Ordering::Relaxed);
         Ok(n)
     }
 }
@@ -456,7 +459,7 @@ async fn to_container(
         return Err(e);
     }
     built?;
-    if !args.quiet {
+    if show_progress(args) {
         eprintln!(
             "Successfully copied {} to {}",
             human_size(counted.load(Ordering::Relaxed)),

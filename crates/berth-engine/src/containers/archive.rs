@@ -436,6 +436,54 @@ fn header_for(st: &rustix::fs::Stat, kind: tar::EntryType) -> tar::Header {
     h
 }
 
+/// Appends an entry under exactly `name` (Docker keeps `./` prefixes and ends directory names
+/// with `/`; the tar crate's path setters would normalize them away), with GNU long-name
+/// entries for names or link targets over 100 bytes.
+fn append_raw<W: Write>(
+    b: &mut tar::Builder<W>,
+    h: &mut tar::Header,
+    name: &[u8],
+    link: Option<&[u8]>,
+    data: impl Read,
+) -> io::Result<()> {
+    fn long<W: Write>(b: &mut tar::Builder<W>, kind: u8, bytes: &[u8]) -> io::Result<()> {
+        let mut h = tar::Header::new_gnu();
+        let tag = b"././@LongLink";
+        if let Some(dst) = h.as_old_mut().name.get_mut(..tag.len()) {
+            dst.copy_from_slice(tag);
+        }
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        h.set_size(bytes.len() as u64 + 1);
+        h.set_entry_type(tar::EntryType::new(kind));
+        h.set_cksum();
+        b.append(&h, bytes.chain(&[0u8][..]))
+    }
+    if name.len() > 100 {
+        long(b, b'L', name)?;
+    }
+    if let Some(l) = link.filter(|l| l.len() > 100) {
+        long(b, b'K', l)?;
+    }
+    let old = h.as_old_mut();
+    old.name = [0; 100];
+    let n = name.len().min(100);
+    if let (Some(dst), Some(src)) = (old.name.get_mut(..n), name.get(..n)) {
+        dst.copy_from_slice(src);
+    }
+    if let Some(l) = link {
+        old.linkname = [0; 100];
+        let n = l.len().min(100);
+        if let (Some(dst), Some(src)) = (old.linkname.get_mut(..n), l.get(..n)) {
+            dst.copy_from_slice(src);
+        }
+    }
+    h.set_cksum();
+    b.append(h, data)
+}
+
 impl<W: Write> Tarrer<W> {
     /// The top entry, from its O_PATH fd.
     fn entry_from_pathfd(
@@ -471,9 +519,14 @@ impl<W: Write> Tarrer<W> {
                 let target = rustix::fs::readlinkat(fd, "", Vec::new())
                     .map_err(errno(display, "read link"))?;
                 let mut h = header_for(st, tar::EntryType::Symlink);
-                self.b
-                    .append_link(&mut h, name, OsStr::from_bytes(target.as_bytes()))
-                    .map_err(ArchiveError::Write)
+                append_raw(
+                    &mut self.b,
+                    &mut h,
+                    name.as_os_str().as_bytes(),
+                    Some(target.as_bytes()),
+                    io::empty(),
+                )
+                .map_err(ArchiveError::Write)
             }
             _ => self.special(st, name),
         }
@@ -486,10 +539,14 @@ impl<W: Write> Tarrer<W> {
             if let Some(first) = self.links.get(&key) {
                 let mut h = header_for(&st, tar::EntryType::Link);
                 let first = first.clone();
-                return self
-                    .b
-                    .append_link(&mut h, name, first)
-                    .map_err(ArchiveError::Write);
+                return append_raw(
+                    &mut self.b,
+                    &mut h,
+                    name.as_os_str().as_bytes(),
+                    Some(first.as_os_str().as_bytes()),
+                    io::empty(),
+                )
+                .map_err(ArchiveError::Write);
             }
             self.links.insert(key, name.to_path_buf());
         }
@@ -498,8 +555,7 @@ impl<W: Write> Tarrer<W> {
         h.set_size(size);
         // Exactly `size` bytes, whatever the file does meanwhile (zero padding if it shrank).
         let r = File::from(fd).take(size).chain(io::repeat(0)).take(size);
-        self.b
-            .append_data(&mut h, name, r)
+        append_raw(&mut self.b, &mut h, name.as_os_str().as_bytes(), None, r)
             .map_err(ArchiveError::Write)
     }
 
@@ -515,9 +571,14 @@ impl<W: Write> Tarrer<W> {
         let rdev = st.st_rdev;
         let _ = h.set_device_major(rustix::fs::major(rdev));
         let _ = h.set_device_minor(rustix::fs::minor(rdev));
-        self.b
-            .append_data(&mut h, name, io::empty())
-            .map_err(ArchiveError::Write)
+        append_raw(
+            &mut self.b,
+            &mut h,
+            name.as_os_str().as_bytes(),
+            None,
+            io::empty(),
+        )
+        .map_err(ArchiveError::Write)
     }
 
     fn dir(
@@ -528,9 +589,11 @@ impl<W: Write> Tarrer<W> {
         display: &str,
     ) -> Result<(), ArchiveError> {
         let mut h = header_for(st, tar::EntryType::Directory);
-        self.b
-            .append_data(&mut h, name, io::empty())
-            .map_err(ArchiveError::Write)?;
+        let mut dname = name.as_os_str().as_bytes().to_vec();
+        if !dname.ends_with(b"/") {
+            dname.push(b'/');
+        }
+        append_raw(&mut self.b, &mut h, &dname, None, io::empty()).map_err(ArchiveError::Write)?;
         let mut names: Vec<OsString> = Vec::new();
         let mut it = rustix::fs::Dir::read_from(&dir).map_err(errno(display, "read directory"))?;
         for ent in it.by_ref() {
@@ -594,9 +657,14 @@ impl<W: Write> Tarrer<W> {
                         Err(e) => return Err(errno(&cdisplay, "read link")(e)),
                     };
                     let mut h = header_for(&st, tar::EntryType::Symlink);
-                    self.b
-                        .append_link(&mut h, &child, OsStr::from_bytes(target.as_bytes()))
-                        .map_err(ArchiveError::Write)?;
+                    append_raw(
+                        &mut self.b,
+                        &mut h,
+                        child.as_os_str().as_bytes(),
+                        Some(target.as_bytes()),
+                        io::empty(),
+                    )
+                    .map_err(ArchiveError::Write)?;
                 }
                 _ => self.special(&st, &child)?,
             }
@@ -1060,6 +1128,23 @@ mod tests {
         let mut s = String::new();
         e.read_to_string(&mut s).unwrap();
         assert_eq!(s, "mine");
+        // `/.` rebases on "." and keeps the `./` prefix, as Docker's tar.
+        let tar = fs.tar("/etc/.", Vec::new()).unwrap();
+        let mut a = tar::Archive::new(&tar[..]);
+        let names: Vec<String> = a
+            .entries()
+            .unwrap()
+            .map(|e| String::from_utf8_lossy(&e.unwrap().path_bytes()).into_owned())
+            .collect();
+        assert_eq!(names, ["./", "./passwd"]);
+        let long = "d".repeat(150);
+        std::fs::write(root.join("etc").join(&long), "x").unwrap();
+        let tar = fs.tar("/etc", Vec::new()).unwrap();
+        let mut a = tar::Archive::new(&tar[..]);
+        assert!(a
+            .entries()
+            .unwrap()
+            .any(|e| e.unwrap().path().unwrap() == Path::new("etc").join(&long)));
     }
 
     fn tar_of(entries: &[(&str, tar::EntryType, &str)]) -> Vec<u8> {
