@@ -239,3 +239,45 @@ fn sized_volumes_are_limited_measured_and_cleaned_up() -> Result<()> {
     ensure!(bad.code != 0, "{bad:?}");
     Ok(())
 }
+
+#[test]
+fn quota_filesystems_come_back_after_a_reboot_like_restart() -> Result<()> {
+    let mut d = Berthd::with_busybox()?;
+    let script = "cat /mark 2>/dev/null; echo kept >/mark; dd if=/dev/zero of=/big bs=1M count=20";
+    let first = d.docker(&[
+        "run",
+        "--name",
+        "keep",
+        "--storage-opt",
+        "size=8M",
+        BB,
+        "sh",
+        "-c",
+        script,
+    ])?;
+    ensure!(
+        first.stderr.contains("No space left on device"),
+        "{first:?}"
+    );
+    let id = d.inspect("keep", "{{.Id}}")?;
+    d.kill9()?;
+    // As after a reboot: the quota filesystem is no longer mounted (its loop device goes).
+    let mnt = d.data_root().join(format!("quota/mnt/c-{id}"));
+    let c = std::ffi::CString::new(mnt.to_string_lossy().as_bytes())?;
+    // SAFETY: umount2 with a NUL-terminated path we own.
+    let r = unsafe { libc::umount2(c.as_ptr(), 0) };
+    ensure!(
+        r == 0,
+        "umount {mnt:?}: {}",
+        std::io::Error::last_os_error()
+    );
+    d.restart()?;
+    // Remounted at start: the data is there and the limit holds.
+    let again = d.docker(&["start", "-a", "keep"])?;
+    ensure!(again.stdout.contains("kept"), "{again:?}");
+    ensure!(
+        again.stderr.contains("No space left on device"),
+        "{again:?}"
+    );
+    Ok(())
+}
