@@ -9,6 +9,7 @@ use crate::error::EngineError;
 use crate::events::Events;
 use crate::images::ImageService;
 use crate::networks::Networks;
+use crate::volumes::Volumes;
 
 /// What the handlers share.
 pub struct Daemon {
@@ -19,6 +20,7 @@ pub struct Daemon {
     pub image_service: ImageService,
     pub containers: Containers,
     pub networks: Networks,
+    pub volumes: Volumes,
     pub events: Events,
     /// The quota filesystems (`--storage-opt size=`, sized volumes).
     pub quotas: crate::quota::Quotas,
@@ -50,6 +52,7 @@ impl Daemon {
         let image_service = ImageService::new(&config)?;
         let containers = Containers::open(&config)?;
         let networks = Networks::open(&config)?;
+        let volumes = Volumes::open(&config)?;
         let quotas = crate::quota::Quotas::new(&config.data_root);
         for (name, e) in quotas.restore() {
             tracing::warn!("quota filesystem {name}: {e}");
@@ -68,6 +71,7 @@ impl Daemon {
             image_service,
             containers,
             networks,
+            volumes,
             events: Events::new(),
             quotas,
         });

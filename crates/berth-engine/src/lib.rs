@@ -12,6 +12,7 @@ pub mod events;
 pub mod images;
 pub mod networks;
 pub mod quota;
+pub mod volumes;
 
 /// The Engine API version berthd speaks, and the oldest it accepts (as Docker 25+).
 pub const API_VERSION: &str = "1.45";

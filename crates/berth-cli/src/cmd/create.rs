@@ -7,8 +7,9 @@ use anyhow::{anyhow, bail, Context, Result};
 use berth_types::api::{
     ContainerCreateBody, ContainerCreateResponse, DeviceMapping, EndpointIpamConfig,
     EndpointSettings, HealthConfig, HostConfig, Mount, MountBindOptions,
-    MountBindOptionsPropagationEnum, MountTmpfsOptions, MountType, NetworkingConfig, PortBinding,
-    ResourcesUlimits, RestartPolicy, RestartPolicyNameEnum,
+    MountBindOptionsPropagationEnum, MountTmpfsOptions, MountType, MountVolumeOptions,
+    MountVolumeOptionsDriverConfig, NetworkingConfig, PortBinding, ResourcesUlimits, RestartPolicy,
+    RestartPolicyNameEnum,
 };
 use clap::{ArgAction, Args};
 
@@ -103,6 +104,9 @@ pub struct ContainerOpts {
     /// Bind mount a volume
     #[arg(short = 'v', long = "volume")]
     pub volume: Vec<String>,
+    /// Mount volumes from the specified container(s)
+    #[arg(long = "volumes-from")]
+    pub volumes_from: Vec<String>,
     /// Mount a tmpfs directory
     #[arg(long)]
     pub tmpfs: Vec<String>,
@@ -209,6 +213,8 @@ pub fn parse_mount(spec: &str) -> Result<Mount> {
     };
     let mut bind = MountBindOptions::default();
     let mut tmpfs = MountTmpfsOptions::default();
+    let mut vol = MountVolumeOptions::default();
+    let mut vol_driver = MountVolumeOptionsDriverConfig::default();
     let truthy = |v: Option<&str>, k: &str| -> Result<bool> {
         match v {
             None | Some("1") | Some("true") => Ok(true),
@@ -252,7 +258,19 @@ pub fn parse_mount(spec: &str) -> Result<Mount> {
                         .map_err(|_| anyhow!("invalid tmpfs-mode in '{field}': octal expected"))?,
                 )
             }
-            "consistency" | "volume-nocopy" | "volume-driver" | "volume-label" | "volume-opt" => {}
+            "consistency" => {}
+            "volume-nocopy" => vol.no_copy = Some(truthy(v, &k)?),
+            "volume-driver" => vol_driver.name = Some(need(v)?),
+            "volume-label" | "volume-opt" => {
+                let kv = need(v)?;
+                let (a, b) = kv.split_once('=').unwrap_or((kv.as_str(), ""));
+                let map = if k == "volume-label" {
+                    vol.labels.get_or_insert_with(Default::default)
+                } else {
+                    vol_driver.options.get_or_insert_with(Default::default)
+                };
+                map.insert(a.to_string(), b.to_string());
+            }
             _ => bail!("unexpected key '{k}' in '{field}'"),
         }
     }
@@ -264,6 +282,18 @@ pub fn parse_mount(spec: &str) -> Result<Mount> {
     }
     if tmpfs != MountTmpfsOptions::default() {
         m.tmpfs_options = Some(tmpfs);
+    }
+    if vol_driver != MountVolumeOptionsDriverConfig::default() {
+        vol.driver_config = Some(vol_driver);
+    }
+    if vol != MountVolumeOptions::default() {
+        if m.typ != Some(MountType::VOLUME) {
+            bail!(
+                "cannot mix 'volume-*' options with mount type '{}'",
+                m.typ.map(|t| t.to_string()).unwrap_or_default()
+            );
+        }
+        m.volume_options = Some(vol);
     }
     Ok(m)
 }
@@ -1064,6 +1094,7 @@ impl ContainerOpts {
 
         let host_config = HostConfig {
             binds: (!binds.is_empty()).then_some(binds),
+            volumes_from: (!self.volumes_from.is_empty()).then(|| self.volumes_from.clone()),
             network_mode: Some(network_mode),
             // docker's CLI always sends these two, even empty.
             port_bindings: Some(bindings),

@@ -37,6 +37,7 @@ pub mod tag;
 pub mod top;
 pub mod update;
 pub mod version;
+pub mod volume;
 pub mod wait;
 
 use anyhow::Result;
@@ -230,6 +231,9 @@ pub enum Cmd {
     /// Manage networks
     #[command(subcommand)]
     Network(network::NetworkCmd),
+    /// Manage volumes
+    #[command(subcommand)]
+    Volume(volume::VolumeCmd),
 }
 
 #[derive(Subcommand, Debug)]
@@ -371,6 +375,7 @@ pub async fn dispatch(cmd: Cmd, mut c: Client) -> Result<i32> {
             ContainerCmd::Prune(a) => system::container_prune(c, a).await,
         },
         Cmd::Network(k) => network::dispatch(c, k).await,
+        Cmd::Volume(k) => volume::dispatch(c, k).await,
         Cmd::Image(k) => match k {
             ImageCmd::Ls(a) => images::run(c, a).await,
             ImageCmd::Inspect(a) => inspect::run(c, a, inspect::Kind::Image).await,

@@ -314,7 +314,7 @@ fn summary(r: &Record) -> Value {
         "Status": status_text(r),
         "HostConfig": {"NetworkMode": network_mode(r)},
         "NetworkSettings": {"Networks": r.net_live},
-        "Mounts": [],
+        "Mounts": crate::volumes::mounts_json(r),
     })
 }
 
@@ -406,7 +406,12 @@ fn matches_filters(r: &Record, f: &HashMap<String, Vec<String>>) -> Result<bool,
                 };
                 r.config.exposed_ports.iter().flatten().any(|k| *k == v)
             }),
-            "before" | "since" | "volume" | "is-task" => true,
+            "volume" => any(&|v| {
+                r.volumes
+                    .iter()
+                    .any(|m| m.name == v || m.destination == v || m.source == v)
+            }),
+            "before" | "since" | "is-task" => true,
             other => return Err(EngineError::invalid(format!("invalid filter '{other}'"))),
         };
         if !ok {
@@ -557,7 +562,7 @@ pub fn inspect_json(d: &Daemon, r: &Record) -> Value {
                 "MergedDir": snap.rootfs,
             }
         },
-        "Mounts": [],
+        "Mounts": crate::volumes::mounts_json(r),
         "Config": config,
         "NetworkSettings": network_settings(d, r),
     })
@@ -681,7 +686,8 @@ async fn remove(
     Path(id): Path<String>,
     q: Q,
 ) -> Result<Response, EngineError> {
-    d.container_remove(&id, qbool(&q, "force")).await?;
+    d.container_remove_opts(&id, qbool(&q, "force"), qbool(&q, "v"))
+        .await?;
     Ok(no_content())
 }
 

@@ -1319,12 +1319,16 @@ async fn system_df(State(d): State<Arc<Daemon>>) -> Result<Response, EngineError
     let containers = tokio::task::spawn_blocking(move || super::containers::df_containers(&d2))
         .await
         .unwrap_or_default();
+    let d3 = d.clone();
+    let volumes = tokio::task::spawn_blocking(move || d3.df_volumes())
+        .await
+        .unwrap_or_default();
     let df = blocking(move || svc::df_images(&d)).await?;
     Ok(Json(json!({
         "LayersSize": df.layers_size,
         "Images": df.images,
         "Containers": containers,
-        "Volumes": [],
+        "Volumes": volumes,
         "BuildCache": [],
     }))
     .into_response())

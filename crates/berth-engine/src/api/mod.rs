@@ -12,6 +12,7 @@ pub mod networks;
 pub mod stats;
 pub mod stream;
 pub mod system;
+pub mod volumes;
 
 use std::sync::Arc;
 
@@ -40,7 +41,8 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .merge(exec::routes())
         .merge(stats::routes())
         .merge(events::routes())
-        .merge(networks::routes());
+        .merge(networks::routes())
+        .merge(volumes::routes());
     let inner = routes.fallback(not_found).with_state(daemon);
     // Every route also answers under a `/vX.Y` prefix, which the middleware checks and strips
     // before the inner router routes (so handlers see only their own path parameters).

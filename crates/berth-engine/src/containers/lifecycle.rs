@@ -137,7 +137,21 @@ pub fn merge_config(
         cmd,
         healthcheck,
         image: body.image.clone(),
-        volumes: body.volumes.clone(),
+        volumes: {
+            // The image's VOLUMEs and the request's, each once.
+            let mut v: Vec<String> = img
+                .volumes
+                .iter()
+                .flatten()
+                .map(|(k, _)| k.clone())
+                .collect();
+            for p in body.volumes.iter().flatten() {
+                if !v.contains(p) {
+                    v.push(p.clone());
+                }
+            }
+            (!v.is_empty()).then_some(v)
+        },
         working_dir: pick(&body.working_dir, &img.working_dir),
         entrypoint,
         labels: Some(labels),
@@ -227,6 +241,7 @@ impl Daemon {
         {
             self.containers.get(target)?;
         }
+        crate::volumes::check_host_config(&hc)?;
         spec::check_host_config(&hc)?;
         let storage_size = crate::quota::storage_opt_size(hc.storage_opt.as_ref())
             .map_err(EngineError::invalid)?;
@@ -260,6 +275,7 @@ impl Daemon {
             net_live: Default::default(),
             ports_live: Default::default(),
             sandbox_key: String::new(),
+            volumes: Vec::new(),
         };
         let asked = body
             .networking_config
@@ -268,6 +284,15 @@ impl Daemon {
             .unwrap_or_default();
         let mut rec = rec;
         rec.net_config = self.networks.check_create(&rec, &asked)?;
+        // Volumes: resolved (and made when missing) under the volume lock, held until the
+        // record is stored; those made here go again if the create fails.
+        let _volumes_op = self.volumes.op.lock().await;
+        let (vols, made) = self.volumes_for_create(
+            &rec.host_config,
+            rec.config.volumes.as_deref().unwrap_or(&[]),
+        )?;
+        rec.volumes = vols;
+        let mut made_volumes = crate::volumes::MadeVolumes::new(&self.volumes, made);
         let dir = self.containers.dir(&id);
         let prepared = (|| -> std::io::Result<()> {
             std::fs::create_dir_all(&dir)?;
@@ -312,6 +337,7 @@ impl Daemon {
                 }
             }
         };
+        made_volumes.keep();
         let attrs = entry.rec().event_attrs();
         self.events.emit("container", "create", &id, attrs);
         berth_runtime::timing::mark("create: done");
@@ -331,7 +357,7 @@ impl Daemon {
                 && e.rec().host_config.auto_remove == Some(true)
             {
                 let id = e.rec().id.clone();
-                let _ = self.container_remove(&id, true).await;
+                let _ = self.container_remove_opts(&id, true, true).await;
             }
         }
         r
@@ -499,6 +525,11 @@ impl Daemon {
                 .prepare(&cid, &lowers)
                 .map_err(|e| EngineError::internal(format!("mount the container's rootfs: {e}")))?;
         }
+        // Docker's copy-up into volumes still empty, from the mounted rootfs.
+        if let Err(err) = self.volumes_copy_up(&rec, &snap.rootfs) {
+            let _ = self.containers.snapshotter.unmount(&cid, true);
+            return Err(err);
+        }
         let netns = match self.net_up(&e, &rec) {
             Ok(n) => n,
             Err(err) => {
@@ -661,7 +692,7 @@ impl Daemon {
 
         let r = e.snapshot();
         if r.host_config.auto_remove == Some(true) {
-            let _ = self.container_remove(&id, true).await;
+            let _ = self.container_remove_opts(&id, true, true).await;
             return;
         }
         let (policy, max) = restart_policy(&r.host_config);
@@ -973,6 +1004,17 @@ impl Daemon {
         key: &str,
         force: bool,
     ) -> Result<(), EngineError> {
+        self.container_remove_opts(key, force, false).await
+    }
+
+    /// `DELETE /containers/{id}?v=`: with `volumes`, its anonymous volumes go too (`rm -v`,
+    /// and `--rm` as Docker does).
+    pub async fn container_remove_opts(
+        self: &Arc<Self>,
+        key: &str,
+        force: bool,
+        volumes: bool,
+    ) -> Result<(), EngineError> {
         let e = self.containers.get(key)?;
         let _op = e.op.lock().await;
         if e.removed.load(std::sync::atomic::Ordering::SeqCst) {
@@ -1052,6 +1094,9 @@ impl Daemon {
         e.notify();
         self.events
             .emit("container", "destroy", &rec.id, rec.event_attrs());
+        if volumes {
+            self.volumes_release(&rec).await;
+        }
         Ok(())
     }
 
@@ -1140,7 +1185,8 @@ impl Daemon {
                     let d = self.clone();
                     let id = rec.id.clone();
                     e.rec().state.status = Status::Dead;
-                    tokio::spawn(async move { d.container_remove(&id, true).await });
+                    let vols = rec.host_config.auto_remove == Some(true);
+                    tokio::spawn(async move { d.container_remove_opts(&id, true, vols).await });
                 }
                 _ => {}
             }

@@ -124,6 +124,9 @@ pub struct Record {
     /// While running in its own network namespace: the namespace file.
     #[serde(default)]
     pub sandbox_key: String,
+    /// The volumes (and `--volumes-from` binds) resolved at create, mounted at each start.
+    #[serde(default)]
+    pub volumes: Vec<crate::volumes::VolumeMount>,
 }
 
 impl Record {

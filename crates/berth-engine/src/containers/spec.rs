@@ -376,8 +376,11 @@ pub fn build(i: &Inputs) -> Result<Value, SpecError> {
     for f in ["resolv.conf", "hostname", "hosts"] {
         mounts.push(json!({"destination": format!("/etc/{f}"), "type": "bind", "source": format!("{dir}/{f}"), "options": ["rbind", "rprivate"]}));
     }
+    let user_mounts = mounts.len();
     for b in hc.binds.iter().flatten() {
-        mounts.push(bind_mount(b)?);
+        if let Some(m) = bind_mount(b)? {
+            mounts.push(m);
+        }
     }
     for (path, opts) in hc.tmpfs.iter().flatten() {
         let mut o = vec![
@@ -400,8 +403,27 @@ pub fn build(i: &Inputs) -> Result<Value, SpecError> {
         mounts.push(json!({"destination": path, "type": "tmpfs", "source": "tmpfs", "options": o}));
     }
     for m in hc.mounts.iter().flatten() {
-        mounts.push(api_mount(m)?);
+        if let Some(m) = api_mount(m)? {
+            mounts.push(m);
+        }
     }
+    // Volumes (resolved at create into the record) are binds of their host directories.
+    for v in &rec.volumes {
+        let mut o = vec!["rbind"];
+        if !v.rw {
+            o.push("ro");
+        }
+        o.push("rprivate");
+        mounts.push(
+            json!({"destination": v.destination, "type": "bind", "source": v.source, "options": o}),
+        );
+    }
+    // Parents before children, as Docker sorts (a volume at /a/b over a bind at /a).
+    mounts[user_mounts..].sort_by_key(|m| {
+        m["destination"]
+            .as_str()
+            .map_or(0, |d| d.split('/').filter(|c| !c.is_empty()).count())
+    });
     if init {
         if let Some(b) = i.init_binary {
             mounts.push(json!({"destination": INIT_PATH, "type": "bind", "source": b.display().to_string(), "options": ["bind", "ro"]}));
@@ -577,8 +599,9 @@ pub fn check_host_config(hc: &berth_types::api::HostConfig) -> Result<(), SpecEr
     Ok(())
 }
 
-/// One `--mount` (HostConfig.Mounts): bind and tmpfs. Named volumes arrive with issue 6.
-fn api_mount(m: &berth_types::api::Mount) -> Result<Value, SpecError> {
+/// One `--mount` (HostConfig.Mounts): bind and tmpfs; None for a volume (checked and resolved
+/// by `crate::volumes`, mounted from the record's `volumes`).
+fn api_mount(m: &berth_types::api::Mount) -> Result<Option<Value>, SpecError> {
     use berth_types::api::MountType;
     let typ = m.typ.map_or_else(|| "".to_string(), |t| t.to_string());
     let bad = |why: &str| SpecError::BadMount(typ.clone(), why.to_string());
@@ -607,7 +630,9 @@ fn api_mount(m: &berth_types::api::Mount) -> Result<Value, SpecError> {
             } else {
                 prop
             });
-            Ok(json!({"destination": target, "type": "bind", "source": src, "options": o}))
+            Ok(Some(
+                json!({"destination": target, "type": "bind", "source": src, "options": o}),
+            ))
         }
         Some(MountType::TMPFS) => {
             if m.source.as_deref().is_some_and(|s| !s.is_empty()) {
@@ -628,11 +653,11 @@ fn api_mount(m: &berth_types::api::Mount) -> Result<Value, SpecError> {
             if m.read_only == Some(true) {
                 o.push("ro".into());
             }
-            Ok(json!({"destination": target, "type": "tmpfs", "source": "tmpfs", "options": o}))
+            Ok(Some(
+                json!({"destination": target, "type": "tmpfs", "source": "tmpfs", "options": o}),
+            ))
         }
-        Some(MountType::VOLUME) => Err(bad(
-            "named volumes are not supported yet: use type=bind with an absolute host path",
-        )),
+        Some(MountType::VOLUME) => Ok(None),
         _ => Err(bad("supported types: bind, tmpfs")),
     }
 }
@@ -678,8 +703,12 @@ pub fn check_bind(spec: &str) -> Result<(), SpecError> {
     bind_mount(spec).map(drop)
 }
 
-/// `-v /host:/ctr[:ro|rw|z|Z|...]`: only absolute host paths (named volumes: issue 6).
-fn bind_mount(spec: &str) -> Result<Value, SpecError> {
+/// `-v /host:/ctr[:ro|rw|z|Z|...]`: absolute host paths; None for a volume (`NAME:/ctr`,
+/// `/ctr`), checked and resolved by `crate::volumes`.
+fn bind_mount(spec: &str) -> Result<Option<Value>, SpecError> {
+    if !spec.starts_with('/') || !spec.contains(':') {
+        return Ok(None);
+    }
     let parts: Vec<&str> = spec.split(':').collect();
     let (src, dst, opts) = match parts.as_slice() {
         [s, d] => (*s, *d, ""),
@@ -725,7 +754,9 @@ fn bind_mount(spec: &str) -> Result<Value, SpecError> {
     {
         o.push("rprivate".into());
     }
-    Ok(json!({"destination": dst, "type": "bind", "source": src, "options": o}))
+    Ok(Some(
+        json!({"destination": dst, "type": "bind", "source": src, "options": o}),
+    ))
 }
 
 /// Reads a file inside `rootfs` without following links out of it; None if absent.
@@ -850,6 +881,7 @@ mod tests {
             net_live: Default::default(),
             ports_live: Default::default(),
             sandbox_key: String::new(),
+            volumes: Vec::new(),
         }
     }
 
@@ -934,10 +966,11 @@ mod tests {
             security_opts(&["seccomp=unconfined".into(), "no-new-privileges:true".into()]).unwrap(),
             (true, Seccomp::Unconfined)
         );
-        assert!(bind_mount("vol:/data").is_err());
         assert!(bind_mount("/a:relative").is_err());
         assert!(bind_mount("/a:/b:bogus").is_err());
-        assert_eq!(bind_mount("/a:/b:ro").unwrap()["options"][1], "ro");
+        assert_eq!(bind_mount("/a:/b:ro").unwrap().unwrap()["options"][1], "ro");
+        assert!(bind_mount("vol:/b").unwrap().is_none());
+        assert!(bind_mount("/anon").unwrap().is_none());
         let caps = capabilities(&[], &["ALL".into()], false).unwrap();
         assert!(caps.is_empty());
     }
@@ -993,7 +1026,8 @@ mod tests {
         assert_eq!(s["linux"]["devices"][0]["major"], 1);
         let rules = s["linux"]["resources"]["devices"].as_array().unwrap();
         assert_eq!(rules.last().unwrap()["access"], "rw");
-        // Refused: volumes, relative targets, missing bind sources, non-devices, bad perms.
+        // Refused: relative targets, missing bind sources, non-devices, bad perms (volumes are
+        // checked by crate::volumes).
         let bad = |m: Mount| {
             check_host_config(&HostConfig {
                 mounts: Some(vec![m]),
@@ -1006,7 +1040,7 @@ mod tests {
             typ: Some(MountType::VOLUME),
             ..Default::default()
         })
-        .is_err());
+        .is_ok());
         assert!(bad(Mount {
             target: Some("rel".into()),
             source: Some("/tmp".into()),
