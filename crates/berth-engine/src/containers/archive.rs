@@ -1013,7 +1013,9 @@ pub fn engine_error(e: ArchiveError, path: &str, key: &str) -> EngineError {
         | ArchiveError::DirNonDir(_)
         | ArchiveError::Unsupported { .. }
         | ArchiveError::BadOwner { .. }
-        | ArchiveError::Read(_) => EngineError::invalid(e.to_string()),
+        | ArchiveError::Read(_)
+        // A name that cannot be resolved inside the root (a link dangling out of it, say).
+        | ArchiveError::Resolve { .. } => EngineError::invalid(e.to_string()),
         other => EngineError::internal(other.to_string()),
     }
 }
