@@ -94,10 +94,24 @@ pub struct MountPoint {
 /// The mounts of a record that cp resolves into: `HostConfig.Binds`, `HostConfig.Mounts` of
 /// type bind, and the engine's own /etc/{hosts,hostname,resolv.conf} when they exist.
 ///
-/// Hook for named volumes (issue 6, volumes/ module): add their mount points here, with the
-/// volume's `_data` directory as the source.
-pub fn mount_points(hc: &berth_types::api::HostConfig, container_dir: &Path) -> Vec<MountPoint> {
+/// Named and anonymous volumes (and `--volumes-from` binds) come from the record's resolved
+/// `volumes`, with the volume's host directory as the source.
+pub fn mount_points(
+    hc: &berth_types::api::HostConfig,
+    volumes: &[crate::volumes::VolumeMount],
+    container_dir: &Path,
+) -> Vec<MountPoint> {
     let mut out = Vec::new();
+    for v in volumes {
+        if !v.source.starts_with('/') || !v.destination.starts_with('/') {
+            continue;
+        }
+        out.push(MountPoint {
+            dest: clean_abs(&v.destination),
+            source: PathBuf::from(&v.source),
+            read_only: !v.rw,
+        });
+    }
     for f in ["resolv.conf", "hostname", "hosts"] {
         let src = container_dir.join(f);
         if src.is_file() {
@@ -116,7 +130,7 @@ pub fn mount_points(hc: &berth_types::api::HostConfig, container_dir: &Path) -> 
             _ => continue,
         };
         if !src.starts_with('/') {
-            continue; // named volumes: see the hook above
+            continue; // named volumes: in the record's `volumes`
         }
         out.push(MountPoint {
             dest: clean_abs(dst),
@@ -126,7 +140,7 @@ pub fn mount_points(hc: &berth_types::api::HostConfig, container_dir: &Path) -> 
     }
     for m in hc.mounts.iter().flatten() {
         if m.typ != Some(berth_types::api::MountType::BIND) {
-            continue; // volumes: see the hook above; tmpfs lives only in the running container
+            continue; // volumes: in the record's `volumes`; tmpfs lives only in the running container
         }
         let (Some(src), Some(dst)) = (&m.source, &m.target) else {
             continue;
@@ -1061,7 +1075,11 @@ impl Daemon {
         Ok(CpSession {
             fs: ContainerFs {
                 rootfs: snap.rootfs,
-                mounts: mount_points(&rec.host_config, &self.containers.dir(&rec.id)),
+                mounts: mount_points(
+                    &rec.host_config,
+                    &rec.volumes,
+                    &self.containers.dir(&rec.id),
+                ),
                 readonly_rootfs: rec.host_config.readonly_rootfs == Some(true),
             },
             user: rec.config.user.clone().unwrap_or_default(),
