@@ -11,6 +11,10 @@
 mod berthd;
 mod common;
 
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
 use anyhow::{ensure, Result};
 use berthd::Berthd;
 
@@ -80,6 +84,15 @@ fn named_volume_outlives_its_container_and_ro_refuses_writes() -> Result<()> {
         "data1",
     ])?;
     ensure!(got == want, "{got:?} != {want:?}");
+    // Docker shows null for no labels or options.
+    let got = d.docker_ok(&[
+        "volume",
+        "inspect",
+        "-f",
+        "{{json .Labels}} {{json .Options}}",
+        "data1",
+    ])?;
+    ensure!(got == "null null", "{got:?}");
     let table = d.docker_ok(&["volume", "ls"])?;
     ensure!(table.starts_with("DRIVER    VOLUME NAME"), "{table}");
     ensure!(table.contains("local     data1"), "{table}");
@@ -386,7 +399,7 @@ fn bad_volume_input_gets_docker_errors_and_makes_nothing() -> Result<()> {
             vec!["volume", "create", "a/b"],
             "includes invalid characters for a local volume name",
         ),
-        (vec!["volume", "create", "x"], "includes invalid characters"),
+        (vec!["volume", "create", "x"], "volume name is too short"),
         (
             vec!["volume", "create", "-d", "nfs", "x1"],
             "plugin \"nfs\" not found",
@@ -520,5 +533,120 @@ fn bad_volume_input_gets_docker_errors_and_makes_nothing() -> Result<()> {
         .map(|e| e.file_name())
         .collect();
     ensure!(left.is_empty(), "{left:?}");
+    Ok(())
+}
+
+/// berth's own CLI: $BERTH_CLI, else target/release/berth.
+fn berth_cli() -> PathBuf {
+    std::env::var_os("BERTH_CLI")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| common::workspace().join("target/release/berth"))
+}
+
+#[test]
+fn the_berth_cli_prints_what_docker_prints() -> Result<()> {
+    require_root!();
+    let cli = berth_cli();
+    ensure!(
+        cli.exists(),
+        "{} is missing: build berth-cli or set BERTH_CLI",
+        cli.display()
+    );
+    let d = Berthd::with_busybox()?;
+    let berth = |args: &[&str]| {
+        common::run_cmd(
+            Command::new(&cli)
+                .args(["-H", &format!("unix://{}", d.sock().display())])
+                .args(args),
+            None,
+            Duration::from_secs(60),
+        )
+    };
+    let out = berth(&[
+        "volume",
+        "create",
+        "--label",
+        "a=b",
+        "-o",
+        "type=none",
+        "-o",
+        "o=bind",
+        "-o",
+        "device=/tmp",
+        "bv1",
+    ])?
+    .ok()?;
+    ensure!(out.stdout == "bv1\n", "{out:?}");
+    berth(&["volume", "create", "zz9"])?.ok()?;
+    berth(&[
+        "run", "--name", "u1", "-v", "/anon", "-v", "zz9:/z", "busybox", "true",
+    ])?
+    .ok()?;
+    berth(&[
+        "run",
+        "--rm",
+        "--volumes-from",
+        "u1:ro",
+        "--mount",
+        "type=volume,source=m1,target=/m,volume-nocopy",
+        "busybox",
+        "true",
+    ])?
+    .ok()?;
+    for args in [
+        vec!["volume", "ls"],
+        vec!["volume", "ls", "-q"],
+        vec![
+            "volume",
+            "ls",
+            "--format",
+            "{{.Name}} {{.Driver}} {{.Labels}}",
+        ],
+        vec!["volume", "ls", "--filter", "label=a=b"],
+        vec!["volume", "ls", "--filter", "dangling=true", "-q"],
+        vec!["volume", "inspect", "bv1", "zz9"],
+        vec![
+            "volume",
+            "inspect",
+            "-f",
+            "{{.Name}} {{.Mountpoint}}",
+            "zz9",
+        ],
+    ] {
+        let b = berth(&args)?.ok()?;
+        let dk = d.docker_ok(&args)?;
+        ensure!(
+            b.stdout.trim_end() == dk,
+            "{args:?}:\nberth:\n{}\ndocker:\n{dk}",
+            b.stdout
+        );
+    }
+    // The same Mounts (key order aside: berth's json template sorts keys).
+    let args = ["inspect", "-f", "{{json .Mounts}}", "u1"];
+    let b: serde_json::Value = serde_json::from_str(&berth(&args)?.ok()?.stdout)?;
+    let dk: serde_json::Value = serde_json::from_str(&d.docker_ok(&args)?)?;
+    ensure!(
+        b == dk && b.as_array().map(Vec::len) == Some(2),
+        "{b}\n{dk}"
+    );
+    let out = berth(&["volume", "rm", "zz9"])?;
+    ensure!(
+        out.code == 1 && out.stderr.contains("volume is in use"),
+        "{out:?}"
+    );
+    let out = berth(&["volume", "inspect", "nosuch"])?;
+    ensure!(
+        out.code == 1 && out.stderr.contains("no such volume"),
+        "{out:?}"
+    );
+    berth(&["rm", "-v", "u1"])?.ok()?;
+    let out = berth(&["volume", "prune", "-f"])?.ok()?;
+    ensure!(
+        out.stdout.ends_with("Total reclaimed space: 0B\n"),
+        "{out:?}"
+    );
+    let out = berth(&["volume", "prune", "-f", "-a"])?.ok()?;
+    ensure!(out.stdout.starts_with("Deleted Volumes:\n"), "{out:?}");
+    ensure!(volumes(&d)?.is_empty(), "{:?}", volumes(&d)?);
     Ok(())
 }

@@ -42,6 +42,10 @@ pub enum VolumeError {
     Unsupported(String, String),
     #[error("create {0}: a volume with the same name already exists with driver {1:?}")]
     DriverConflict(String, String),
+    #[error("create {0}: volume name is too short, names should be at least two alphanumeric characters")]
+    TooShort(String),
+    #[error("invalid mode: {0}")]
+    BadMode(String),
     #[error("get {0}: no such volume")]
     NotFound(String),
     #[error("remove {0}: volume is in use - [{1}]")]
@@ -64,6 +68,8 @@ impl VolumeError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Self::BadName(_)
+            | Self::TooShort(_)
+            | Self::BadMode(_)
             | Self::BadOption(..)
             | Self::Unsupported(..)
             | Self::BadSpec(..)
@@ -137,6 +143,15 @@ pub fn valid_name(n: &str) -> bool {
         && c.all(|x| x.is_ascii_alphanumeric() || matches!(x, '_' | '.' | '-'))
 }
 
+/// Docker's error for a name that breaks the rule.
+fn name_error(n: &str) -> VolumeError {
+    if n.len() == 1 && n.chars().all(|c| c.is_ascii_alphanumeric()) {
+        VolumeError::TooShort(n.to_string())
+    } else {
+        VolumeError::BadName(n.to_string())
+    }
+}
+
 /// A random 64-hex name for an anonymous volume.
 pub fn anonymous_name() -> String {
     crate::containers::new_id()
@@ -187,15 +202,12 @@ pub fn parse_bind(spec: &str) -> Result<Option<VolumeBind>, VolumeError> {
         ));
     }
     if !valid_mode(mode) {
-        return Err(VolumeError::BadSpec(
-            spec.to_string(),
-            format!("invalid mode: {mode}"),
-        ));
+        return Err(VolumeError::BadMode(mode.to_string()));
     }
     let name = if src.is_empty() {
         None
     } else if !valid_name(src) {
-        return Err(VolumeError::BadName(src.to_string()));
+        return Err(name_error(src));
     } else {
         Some(src.to_string())
     };
@@ -375,7 +387,7 @@ impl Volumes {
         };
         let driver = if driver.is_empty() { "local" } else { driver };
         if !valid_name(&name) {
-            return Err(VolumeError::BadName(name));
+            return Err(name_error(&name));
         }
         if driver != "local" {
             return Err(VolumeError::UnknownDriver(name, driver.to_string()));
@@ -500,10 +512,10 @@ pub fn volume_json(v: &Volumes, r: &VolRecord) -> Value {
     json!({
         "CreatedAt": r.created_at,
         "Driver": r.driver,
-        "Labels": r.labels,
+        "Labels": (!r.labels.is_empty()).then_some(&r.labels),
         "Mountpoint": v.mountpoint(&r.name),
         "Name": r.name,
-        "Options": r.options,
+        "Options": (!r.options.is_empty()).then_some(&r.options),
         "Scope": "local",
     })
 }
@@ -533,7 +545,7 @@ fn api_volume(m: &berth_types::api::Mount) -> Result<VolumeBind, VolumeError> {
     }
     let src = m.source.clone().unwrap_or_default();
     if !src.is_empty() && !valid_name(&src) {
-        return Err(VolumeError::BadName(src));
+        return Err(name_error(&src));
     }
     let vo = m.volume_options.clone().unwrap_or_default();
     if vo.subpath.as_deref().is_some_and(|s| !s.is_empty()) {
@@ -558,7 +570,7 @@ fn api_volume(m: &berth_types::api::Mount) -> Result<VolumeBind, VolumeError> {
         destination: clean(&target),
         rw: m.read_only != Some(true),
         nocopy: vo.no_copy == Some(true),
-        mode: String::new(),
+        mode: "z".into(),
     })
 }
 
@@ -586,10 +598,7 @@ pub fn check_host_config(hc: &berth_types::api::HostConfig) -> Result<(), Volume
             mode,
             "" | "ro" | "rw" | "z" | "Z" | "ro,z" | "rw,z" | "ro,Z" | "rw,Z"
         ) {
-            return Err(VolumeError::BadSpec(
-                f.clone(),
-                format!("invalid mode: {mode}"),
-            ));
+            return Err(VolumeError::BadMode(mode.to_string()));
         }
     }
     Ok(())
@@ -925,8 +934,53 @@ pub fn labels_match(have: &BTreeMap<String, String>, want: &[String]) -> bool {
     })
 }
 
-/// Docker's inspect `Mounts` (and the list's) for a container's volumes.
+/// Docker's inspect `Mounts` (and the list's): the container's volumes, then its host binds
+/// (`-v /host:/ctr`, `--mount type=bind`).
 pub fn mounts_json(r: &Record) -> Vec<Value> {
+    let mut out = volume_mounts_json(r);
+    for b in r.host_config.binds.iter().flatten() {
+        let parts: Vec<&str> = b.split(':').collect();
+        if parts.len() < 2 || !parts[0].starts_with('/') {
+            continue;
+        }
+        let mode = parts.get(2).copied().unwrap_or("");
+        let prop = mode
+            .split(',')
+            .find(|m| m.ends_with("private") || m.ends_with("shared") || m.ends_with("slave"))
+            .unwrap_or("rprivate");
+        out.push(json!({
+            "Type": "bind",
+            "Source": parts[0],
+            "Destination": parts[1],
+            "Mode": mode,
+            "RW": !mode.split(',').any(|m| m == "ro"),
+            "Propagation": prop,
+        }));
+    }
+    for m in r.host_config.mounts.iter().flatten() {
+        if m.typ != Some(berth_types::api::MountType::BIND) {
+            continue;
+        }
+        let prop = m
+            .bind_options
+            .as_ref()
+            .and_then(|b| b.propagation)
+            .map(|p| p.to_string())
+            .filter(|p| !p.is_empty())
+            .unwrap_or_else(|| "rprivate".into());
+        out.push(json!({
+            "Type": "bind",
+            "Source": m.source.clone().unwrap_or_default(),
+            "Destination": m.target.clone().unwrap_or_default(),
+            "Mode": "",
+            "RW": m.read_only != Some(true),
+            "Propagation": prop,
+        }));
+    }
+    out
+}
+
+fn volume_mounts_json(r: &Record) -> Vec<Value> {
     r.volumes
         .iter()
         .map(|v| {
