@@ -734,6 +734,10 @@ pub fn extract_into<R: Read>(root: Root, r: R, opts: &ExtractOptions) -> Result<
             dirs.push(d);
         }
     }
+    // The reader stops at the first end-of-archive block: read the rest of the body (the
+    // second block, a tar's record padding), or the client's write breaks on a closed socket.
+    let mut rest = archive.into_inner();
+    io::copy(&mut rest, &mut io::sink()).map_err(ArchiveError::Read)?;
     // Directory mtimes last, deepest first (creating children changed them).
     dirs.sort_by_key(|(p, _)| std::cmp::Reverse(p.components().count()));
     for (p, mtime) in dirs {
