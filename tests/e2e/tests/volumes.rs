@@ -650,3 +650,69 @@ fn the_berth_cli_prints_what_docker_prints() -> Result<()> {
     ensure!(volumes(&d)?.is_empty(), "{:?}", volumes(&d)?);
     Ok(())
 }
+
+#[test]
+fn compose_volumes_and_a_daemon_restart_keep_the_data() -> Result<()> {
+    require_root!();
+    let mut d = Berthd::with_busybox()?;
+    let dir = tempfile::tempdir()?;
+    std::fs::write(
+        dir.path().join("docker-compose.yml"),
+        r#"version: "3.8"
+services:
+  app:
+    image: busybox
+    command: ["sh", "-c", "cat /data/f 2>/dev/null; echo run >> /data/f; sleep 60"]
+    volumes:
+      - appdata:/data
+      - /scratch
+volumes:
+  appdata:
+    labels:
+      purpose: test
+"#,
+    )?;
+    let sock = d.sock();
+    let compose = |args: &[&str]| -> Result<common::Out> {
+        let mut c = Command::new("docker-compose");
+        c.current_dir(dir.path())
+            .env("DOCKER_HOST", format!("unix://{}", sock.display()))
+            .args(["-p", "berthvol"])
+            .args(args);
+        common::run_cmd(&mut c, None, Duration::from_secs(120))
+    };
+    compose(&["up", "-d"])?.ok()?;
+    let vs = volumes(&d)?;
+    ensure!(vs.contains(&"berthvol_appdata".to_string()), "{vs:?}");
+    let label = d.docker_ok(&[
+        "volume",
+        "inspect",
+        "-f",
+        "{{index .Labels \"purpose\"}}",
+        "berthvol_appdata",
+    ])?;
+    ensure!(label == "test", "{label:?}");
+    compose(&["down", "-t", "1"])?.ok()?;
+    // The named volume outlives `down` (and a daemon restart); `down -v` removes it.
+    // (The anonymous /scratch stays too: `down` without -v keeps it, as with Docker.)
+    let after_down = volumes(&d)?;
+    ensure!(after_down.contains(&"berthvol_appdata".to_string()));
+    let anon: Vec<String> = after_down.into_iter().filter(|v| is_anon(v)).collect();
+    ensure!(anon.len() == 1, "{anon:?}");
+    d.restart()?;
+    let out = d.docker_ok(&[
+        "run",
+        "--rm",
+        "-v",
+        "berthvol_appdata:/data",
+        BB,
+        "cat",
+        "/data/f",
+    ])?;
+    ensure!(out == "run", "{out:?}");
+    compose(&["up", "-d"])?.ok()?;
+    compose(&["down", "-v", "-t", "1"])?.ok()?;
+    let vs = volumes(&d)?;
+    ensure!(vs == anon, "{vs:?}");
+    Ok(())
+}
