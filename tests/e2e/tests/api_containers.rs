@@ -1005,7 +1005,7 @@ fn mounts_devices_and_programs_that_cannot_run() -> Result<()> {
     for (args, want) in [
         (
             vec!["--mount", "type=volume,src=v,dst=/v"],
-            "named volumes are not supported yet",
+            "volume name is too short",
         ),
         (
             vec!["--mount", "type=bind,src=/no/such/dir,dst=/v"],

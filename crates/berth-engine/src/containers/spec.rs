@@ -720,12 +720,6 @@ fn bind_mount(spec: &str) -> Result<Option<Value>, SpecError> {
             ))
         }
     };
-    if !src.starts_with('/') {
-        return Err(SpecError::BadBind(
-            spec.into(),
-            "named volumes are not supported yet: give an absolute host path".into(),
-        ));
-    }
     if !dst.starts_with('/') || dst == "/" {
         return Err(SpecError::BadBind(
             spec.into(),

@@ -341,11 +341,42 @@ impl Volumes {
         let root = config.data_root.join("volumes");
         std::fs::create_dir_all(&root).map_err(io_err(&root))?;
         let store = store::Store::open(&config.data_root.join("volumes.db"))?;
-        Ok(Self {
+        let v = Self {
             store,
             root,
             op: tokio::sync::Mutex::new(()),
-        })
+        };
+        v.repair();
+        Ok(v)
+    }
+
+    /// A crash between making a volume's directory and storing its record leaves a directory
+    /// without a record: removed when its `_data` is empty and not a mount point (anything
+    /// else is left for a human to look at).
+    fn repair(&self) {
+        let known: std::collections::HashSet<String> = match self.store.all() {
+            Ok(all) => all.into_iter().map(|r| r.name).collect(),
+            Err(_) => return,
+        };
+        for ent in std::fs::read_dir(&self.root)
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let name = ent.file_name().to_string_lossy().into_owned();
+            if known.contains(&name) || !valid_name(&name) {
+                continue;
+            }
+            let data = ent.path().join("_data");
+            let empty = std::fs::read_dir(&data).map_or(true, |mut d| d.next().is_none());
+            if empty && !berth_image::snapshot::is_mount_point(&data) {
+                tracing::info!(
+                    "removing {}: a volume directory without a record",
+                    ent.path().display()
+                );
+                let _ = std::fs::remove_dir_all(ent.path());
+            }
+        }
     }
 
     /// `<data root>/volumes/<name>/_data` (Docker's `Mountpoint`).
@@ -1120,6 +1151,14 @@ mod tests {
         assert!(!dir.path().join("volumes/zz").exists());
         v.delete("data").unwrap();
         assert!(!dir.path().join("volumes/data").exists());
+        // A directory left by a crash before its record: gone at the next open.
+        std::fs::create_dir_all(dir.path().join("volumes/orphan/_data")).unwrap();
+        std::fs::create_dir_all(dir.path().join("volumes/kept/_data/x")).unwrap();
+        drop(v);
+        let v = Volumes::open(&cfg).unwrap();
+        assert!(!dir.path().join("volumes/orphan").exists());
+        assert!(dir.path().join("volumes/kept/_data/x").exists());
+        assert!(v.get(&anon.name).is_ok());
         assert!(matches!(v.get("data"), Err(VolumeError::NotFound(_))));
     }
 }
