@@ -286,11 +286,22 @@ impl Daemon {
         rec.net_config = self.networks.check_create(&rec, &asked)?;
         // Volumes: resolved (and made when missing) under the volume lock, held until the
         // record is stored; those made here go again if the create fails.
-        let _volumes_op = self.volumes.op.lock().await;
-        let (vols, made) = self.volumes_for_create(
-            &rec.host_config,
-            rec.config.volumes.as_deref().unwrap_or(&[]),
-        )?;
+        let hc = &rec.host_config;
+        let wants_volumes = [&hc.binds, &hc.volumes_from, &rec.config.volumes]
+            .iter()
+            .any(|v| v.as_ref().is_some_and(|v| !v.is_empty()))
+            || hc.mounts.as_ref().is_some_and(|m| !m.is_empty());
+        // (No lock and no work on the run path of containers without any.)
+        let _volumes_op = if wants_volumes {
+            Some(self.volumes.op.lock().await)
+        } else {
+            None
+        };
+        let (vols, made) = if wants_volumes {
+            self.volumes_for_create(hc, rec.config.volumes.as_deref().unwrap_or(&[]))?
+        } else {
+            Default::default()
+        };
         rec.volumes = vols;
         let mut made_volumes = crate::volumes::MadeVolumes::new(&self.volumes, made);
         let dir = self.containers.dir(&id);

@@ -825,6 +825,9 @@ impl Daemon {
     /// After a container's removal: its anonymous volumes go (`rm -v`, `--rm`) unless another
     /// container uses them too. Named volumes stay.
     pub async fn volumes_release(&self, rec: &Record) {
+        if !rec.volumes.iter().any(|v| v.kind == "volume") {
+            return;
+        }
         let _op = self.volumes.op.lock().await;
         for v in rec.volumes.iter().filter(|v| v.kind == "volume") {
             let Ok(vr) = self.volumes.get(&v.name) else {
