@@ -159,6 +159,31 @@ def networks():
         check("networks.remove", True)
 
 
+def volumes():
+    vol = client.volumes.create("pyvol", labels={"from": "py"})
+    check("volumes.create", vol.name == "pyvol" and vol.attrs["Driver"] == "local", repr(vol.attrs))
+    check("volumes.list", "pyvol" in [v.name for v in client.volumes.list()])
+    check("volumes.list filters", [v.name for v in client.volumes.list(filters={"label": "from=py"})] == ["pyvol"])
+    client.containers.run("busybox", ["sh", "-c", "echo py-vol > /v/f"], volumes={"pyvol": {"bind": "/v", "mode": "rw"}}, remove=True)
+    out = client.containers.run("busybox", ["cat", "/v/f"], volumes=["pyvol:/v:ro"], remove=True)
+    check("volume data", out == b"py-vol\n", repr(out))
+    c = client.containers.create("busybox", ["true"], volumes=["pyvol:/v"])
+    try:
+        vol.remove()
+        check("volumes.remove in use", False, "removed while in use")
+    except docker.errors.APIError as e:
+        check("volumes.remove in use", e.status_code == 409 and "in use" in str(e), str(e))
+    c.remove()
+    vol.remove()
+    res = client.volumes.prune()
+    check("volumes.prune", "VolumesDeleted" in res and "SpaceReclaimed" in res, repr(res))
+    try:
+        client.volumes.get("pyvol")
+        check("volumes.remove", False, "still there")
+    except docker.errors.NotFound:
+        check("volumes.remove", True)
+
+
 for name, fn in [
     ("ping/version", ping_version),
     ("images", images),
@@ -167,6 +192,7 @@ for name, fn in [
     ("wait", wait_code),
     ("events", events),
     ("networks", networks),
+    ("volumes", volumes),
 ]:
     step(name, fn)
 print("done", failures, flush=True)
