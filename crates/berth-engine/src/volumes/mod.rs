@@ -1048,6 +1048,64 @@ mod tests {
     use super::*;
 
     #[test]
+    fn json_shapes_are_dockers() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = Volumes::open(&Config::for_data_root(dir.path())).unwrap();
+        let none = BTreeMap::new();
+        let (r, _) = v.create(Some("data"), "", &none, &none).unwrap();
+        let j = volume_json(&v, &r);
+        let keys: Vec<&str> = j.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            [
+                "CreatedAt",
+                "Driver",
+                "Labels",
+                "Mountpoint",
+                "Name",
+                "Options",
+                "Scope"
+            ]
+        );
+        assert!(j["Labels"].is_null() && j["Options"].is_null());
+        assert_eq!(j["Scope"], "local");
+        assert_eq!(
+            j["CreatedAt"].as_str().unwrap().len(),
+            "2026-11-22T06:29:21Z".len()
+        );
+        let mut rec: Record = serde_json::from_value(json!({
+            "id": "c", "name": "n", "created": "", "image": "", "image_id": "",
+            "config": {}, "host_config": {"Binds": ["/tmp:/h:ro", "data:/data"]},
+            "path": "true", "args": [], "state": {
+                "status": "created", "pid": 0, "exit_code": 0, "error": "",
+                "started_at": "", "finished_at": "", "oom_killed": false
+            }
+        }))
+        .unwrap();
+        rec.volumes.push(VolumeMount {
+            kind: "volume".into(),
+            name: "data".into(),
+            source: "/s".into(),
+            destination: "/data".into(),
+            rw: true,
+            mode: "z".into(),
+            nocopy: false,
+        });
+        let m = mounts_json(&rec);
+        assert_eq!(
+            m[0],
+            json!({"Type": "volume", "Name": "data", "Source": "/s", "Destination": "/data",
+                   "Driver": "local", "Mode": "z", "RW": true, "Propagation": ""})
+        );
+        assert_eq!(
+            m[1],
+            json!({"Type": "bind", "Source": "/tmp", "Destination": "/h", "Mode": "ro",
+                   "RW": false, "Propagation": "rprivate"})
+        );
+        assert_eq!(m.len(), 2);
+    }
+
+    #[test]
     fn names_follow_docker_rules() {
         assert!(valid_name("data"));
         assert!(valid_name("a1_b.c-d"));
