@@ -987,6 +987,7 @@ async fn write_logs<W: tokio::io::AsyncWrite + Unpin + ?Sized>(
     // Follow: read what is appended while the container lives (also across a rotation).
     let mut partial: Vec<u8> = Vec::new();
     let mut rx = e.changed.subscribe();
+    let watch = path.parent().and_then(LogWatch::new);
     loop {
         let live = {
             let r = e.rec();
@@ -1026,9 +1027,63 @@ async fn write_logs<W: tokio::io::AsyncWrite + Unpin + ?Sized>(
         if !live || e.removed.load(std::sync::atomic::Ordering::SeqCst) {
             return Ok(());
         }
-        // No inotify yet: a short poll bounded by the container's life, woken early by
-        // state changes.
-        let _ = tokio::time::timeout(Duration::from_millis(100), rx.changed()).await;
+        // Woken by the shim's writes (inotify on the log's directory: appends, rotation) or by
+        // a state change; a slow poll stays as a safety net (and is all there is without
+        // inotify).
+        match &watch {
+            Some(w) => {
+                tokio::select! {
+                    _ = w.changed() => {}
+                    _ = rx.changed() => {}
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+            None => {
+                let _ = tokio::time::timeout(Duration::from_millis(100), rx.changed()).await;
+            }
+        }
+    }
+}
+
+/// An inotify watch on a container's log directory, so `logs -f` sees a line as soon as the
+/// shim writes it (Docker's json-file follower does the same).
+struct LogWatch(tokio::io::unix::AsyncFd<rustix::fd::OwnedFd>);
+
+impl LogWatch {
+    fn new(dir: &std::path::Path) -> Option<Self> {
+        use rustix::fs::inotify;
+        let fd =
+            inotify::init(inotify::CreateFlags::CLOEXEC | inotify::CreateFlags::NONBLOCK).ok()?;
+        inotify::add_watch(
+            &fd,
+            dir,
+            inotify::WatchFlags::MODIFY
+                | inotify::WatchFlags::CREATE
+                | inotify::WatchFlags::MOVED_TO,
+        )
+        .ok()?;
+        // SAFETY: `fd` is an open inotify descriptor that the AsyncFd owns (moved in) until it
+        // is dropped, so it stays open and `as_raw_fd` returns the same descriptor throughout.
+        unsafe { tokio::io::unix::AsyncFd::register(fd) }
+            .ok()
+            .map(Self)
+    }
+
+    /// Waits for at least one event and drains the queue (the events themselves don't matter:
+    /// the caller re-reads the file).
+    async fn changed(&self) {
+        let Ok(mut guard) = self.0.readable().await else {
+            std::future::pending::<()>().await;
+            return;
+        };
+        let mut buf = [0u8; 4096];
+        loop {
+            match rustix::io::read(self.0.get_ref(), &mut buf) {
+                Ok(n) if n > 0 => continue,
+                _ => break,
+            }
+        }
+        guard.clear_ready();
     }
 }
 
