@@ -716,3 +716,40 @@ volumes:
     ensure!(vs == anon, "{vs:?}");
     Ok(())
 }
+
+#[test]
+fn a_missing_host_directory_of_dash_v_is_created_as_docker_does() -> Result<()> {
+    require_root!();
+    let d = Berthd::with_busybox()?;
+    let host = tempfile::tempdir()?;
+    let src = host.path().join("made/by/berth");
+    let bind = format!("{}:/x", src.display());
+    d.docker_ok(&[
+        "run",
+        "--rm",
+        "-v",
+        &bind,
+        "busybox",
+        "sh",
+        "-c",
+        "echo hi > /x/f",
+    ])?;
+    let got = std::fs::read_to_string(src.join("f"))?;
+    anyhow::ensure!(got == "hi\n", "{got:?}");
+    // --mount type=bind keeps refusing a missing source.
+    let missing = host.path().join("nope");
+    let out = d.docker(&[
+        "run",
+        "--rm",
+        "--mount",
+        &format!("type=bind,source={},target=/y", missing.display()),
+        "busybox",
+        "true",
+    ])?;
+    anyhow::ensure!(
+        out.code != 0 && out.stderr.contains("does not exist"),
+        "{out:?}"
+    );
+    anyhow::ensure!(!missing.exists());
+    Ok(())
+}

@@ -131,15 +131,22 @@ async fn put_archive(
         buf: Bytes::new(),
     };
     tokio::task::spawn_blocking(move || {
-        d.with_container_fs(&id, |s| {
+        let mut reader = reader;
+        let r = d.with_container_fs(&id, |s| {
             let chown = if copy_uid_gid { s.copy_owner()? } else { None };
             let opts = ExtractOptions {
                 no_overwrite_dir_non_dir: no_overwrite,
                 chown,
             };
-            s.fs.extract(&path, reader, &opts)
+            s.fs.extract(&path, &mut reader, &opts)
                 .map_err(|e| engine_error(e, &path, &id))
-        })
+        });
+        if r.is_err() {
+            // The client is still sending its tar: read the rest (at most 1 GiB) so that it
+            // gets this answer instead of a broken pipe (seen with `docker cp -` in CI).
+            let _ = io::copy(&mut (&mut reader).take(1 << 30), &mut io::sink());
+        }
+        r
     })
     .await
     .map_err(blocking_err)??;

@@ -541,6 +541,21 @@ impl Daemon {
             let _ = self.containers.snapshotter.unmount(&cid, true);
             return Err(err);
         }
+        // Docker creates a missing host directory of `-v /host:/ctr` at start (not for
+        // `--mount type=bind`, which create refuses).
+        for b in rec.host_config.binds.iter().flatten() {
+            if let Some(src) = b.split(':').next().filter(|s| s.starts_with('/')) {
+                let p = Path::new(src);
+                if p.symlink_metadata().is_err() {
+                    if let Err(err) = std::fs::create_dir_all(p) {
+                        let _ = self.containers.snapshotter.unmount(&cid, true);
+                        return Err(EngineError::internal(format!(
+                            "error while creating mount source path '{src}': {err}"
+                        )));
+                    }
+                }
+            }
+        }
         let netns = match self.net_up(&e, &rec) {
             Ok(n) => n,
             Err(err) => {
