@@ -567,7 +567,11 @@ mod tests {
 
     fn daemon_with_image() -> (tempfile::TempDir, Arc<Daemon>, Digest) {
         let dir = tempfile::tempdir().unwrap();
-        let d = Daemon::open(Config::for_data_root(&dir.path().join("data"))).unwrap();
+        let mut config = Config::for_data_root(&dir.path().join("data"));
+        // A given --bip: opening the daemon picks no subnet and makes no bridge on the host
+        // (only a daemon's start brings its networks up).
+        config.bip = Some("10.254.253.1/24".into());
+        let d = Daemon::open(config).unwrap();
         let layer = one_file_tar("a", b"1");
         let img = d
             .images
