@@ -492,6 +492,16 @@ impl Shim {
             } => {
                 reply(&mut conn, Ok(Reply::ok()));
                 let _ = conn.set_read_timeout(None);
+                // Output goes to every client with blocking writes from this one thread: a
+                // client that stops reading must not hold up the log and the others. 4 MiB of
+                // socket buffer absorb bursts; a client still full after 1 s is dropped (was 5 s
+                // per write).
+                if rustix::net::sockopt::set_socket_send_buffer_size_force(&conn, ATTACH_SNDBUF)
+                    .is_err()
+                {
+                    let _ = rustix::net::sockopt::set_socket_send_buffer_size(&conn, ATTACH_SNDBUF);
+                }
+                let _ = conn.set_write_timeout(Some(ATTACH_WRITE_TIMEOUT));
                 return Some(Client {
                     conn,
                     token: 0,
@@ -536,6 +546,11 @@ impl Shim {
         None
     }
 }
+
+/// Socket send buffer of an attached client.
+const ATTACH_SNDBUF: usize = 4 << 20;
+/// How long a write to an attached client may block before the client is dropped.
+const ATTACH_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Collects our child `pid` if it exited (waiting for it when `block`); its exit code, 128 +
 /// signal when killed.
