@@ -66,6 +66,7 @@ fn cost_of_netns_and_attach() {
                 addr6: Some(format!("fd00:50::{:x}/64", i + 2).parse().unwrap()),
                 gateway6: Some("fd00:50::1".parse().unwrap()),
                 default_route: true,
+                route_mtu: 0,
                 mtu: 0,
             };
             let t = Instant::now();

@@ -30,6 +30,7 @@ fn endpoint(br: &str, host_if: &str, a4: &str, gw4: &str, a6: Option<(&str, &str
         addr6: a6.map(|(a, _)| a.parse().unwrap()),
         gateway6: a6.map(|(_, g)| g.parse().unwrap()),
         default_route: true,
+        route_mtu: 0,
         mtu: 0,
     }
 }

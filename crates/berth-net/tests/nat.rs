@@ -153,6 +153,7 @@ fn published_port_reaches_the_container() {
         addr6: None,
         gateway6: None,
         default_route: true,
+        route_mtu: 0,
         mtu: 0,
     };
     let path = ctr.path.clone();
@@ -217,6 +218,7 @@ fn net_with_member(host: &Ns, bridge: &str, third: u8, internal: bool, host_if: 
         addr6: None,
         gateway6: None,
         default_route: true,
+        route_mtu: 0,
         mtu: 0,
     };
     let path = ctr.path.clone();

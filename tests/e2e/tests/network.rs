@@ -184,6 +184,23 @@ fn default_bridge_gives_an_address_hosts_entry_and_reaches_the_host_gateway() ->
     );
     let mac = d.inspect(&id, "{{.NetworkSettings.Networks.bridge.MacAddress}}")?;
     ensure!(mac.len() == 17, "mac {mac}");
+    // Jumbo links inside the host, 1500 on the default route (what leaves the host).
+    let link = d.docker_ok(&["exec", &id, "ip", "link", "show", "eth0"])?;
+    ensure!(link.contains("mtu 65520"), "{link}");
+    let ns = d.inspect(&id, "{{.NetworkSettings.SandboxKey}}")?;
+    let routes = common::run_cmd(
+        Command::new("nsenter")
+            .arg(format!("--net={ns}"))
+            .args(["ip", "route"]),
+        None,
+        Duration::from_secs(10),
+    )?
+    .ok()?
+    .stdout;
+    ensure!(
+        routes.contains(&format!("default via {gw}")) && routes.contains("mtu 1500"),
+        "{routes}"
+    );
     d.docker_ok(&["rm", "-f", &id])?;
     // --network none: only lo.
     let out = d.docker_ok(&["run", "--rm", "--network", "none", BB, "ip", "-o", "link"])?;
