@@ -17,7 +17,7 @@
 #
 # Usage: bash bench/net.sh           (as root, after bash scripts/setup.sh; iperf3 is installed
 #                                      with apt-get when missing)
-# Env:   RUNS=30 WARMUP=3 ROUNDS=3 SECS=3 PEERS="docker"  SKIP_START=1, SKIP_TPUT=1
+# Env:   RUNS=30 WARMUP=3 ROUNDS=3 SECS=3 PEERS="docker"  TPUT_ROUNDS=3 SKIP_START=1, SKIP_TPUT=1
 # Results (hyperfine JSON, the table) go to bench/results/net-*.
 set -euo pipefail
 
@@ -191,23 +191,25 @@ client_gbits() {
     echo "$out" | tail -5 >>"$log"
 }
 port=$((20000 + RANDOM % 20000))
+tput_rounds=${TPUT_ROUNDS:-3}
 
-iperf3 -s -1 -B 127.0.0.1 -p "$port" >>"$log" 2>&1 &
-bg+=($!)
-loop=$(client_gbits iperf3 -c 127.0.0.1 -p "$port" -t "$secs" -J)
-[[ -n $loop ]] || die "loopback iperf3 failed (see $log)"
+loopback_once() {
+    iperf3 -s -1 -B 127.0.0.1 -p "$port" >>"$log" 2>&1 &
+    bg+=($!)
+    client_gbits iperf3 -c 127.0.0.1 -p "$port" -t "$secs" -J
+}
 
-tput_engine() { # label, client command...
+tput_engine() { # label, client command... → sets tp_cc, tp_hp (Gbit/s or empty)
     local label=$1; shift
-    local c=("$@") srv ip cc hp
+    local c=("$@") srv ip
     echo "== $label" >>"$log"
+    tp_cc="" tp_hp=""
     "${c[@]}" network create benchnet >>"$log" 2>&1 || { echo "$label: network create failed" >&2; return; }
     # container → container
-    cc="" hp=""
     srv=$("${c[@]}" run -d --network benchnet berth-iperf:latest iperf3 -s 2>>"$log") || srv=""
     if [[ -n $srv ]]; then
         ip=$("${c[@]}" inspect -f '{{.NetworkSettings.Networks.benchnet.IPAddress}}' "$srv" 2>>"$log") || ip=""
-        [[ -n $ip ]] && cc=$(client_gbits "${c[@]}" run --rm --network benchnet berth-iperf:latest \
+        [[ -n $ip ]] && tp_cc=$(client_gbits "${c[@]}" run --rm --network benchnet berth-iperf:latest \
             iperf3 -c "$ip" -t "$secs" -J)
         "${c[@]}" rm -f "$srv" >/dev/null 2>&1
     fi
@@ -215,13 +217,32 @@ tput_engine() { # label, client command...
     srv=$("${c[@]}" run -d --network benchnet -p "127.0.0.1:$((port + 1)):5201" berth-iperf:latest \
         iperf3 -s 2>>"$log") || srv=""
     if [[ -n $srv ]]; then
-        hp=$(client_gbits iperf3 -c 127.0.0.1 -p $((port + 1)) -t "$secs" -J)
+        tp_hp=$(client_gbits iperf3 -c 127.0.0.1 -p $((port + 1)) -t "$secs" -J)
         "${c[@]}" rm -f "$srv" >/dev/null 2>&1
     fi
     "${c[@]}" network rm benchnet >/dev/null 2>&1
-    row "$label container→container" "$cc"
-    row "$label host→127.0.0.1:port" "$hp"
 }
+median_of() { # values... (empty ones skipped) → median or nothing
+    printf '%s\n' "$@" | awk 'NF' | sort -g | awk '{v[NR]=$1} END { if (NR) print (NR % 2 ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1]) / 2) }'
+}
+# TPUT_ROUNDS rounds; in each, loopback is measured right before the engines (the machine's
+# loopback speed itself drifts by 2x at times), and the engines alternate their order.
+loops=() b_cc=() b_hp=() d_cc=() d_hp=()
+for ((r = 1; r <= tput_rounds; r++)); do
+    loops+=("$(loopback_once)")
+    order=(berth docker)
+    ((r % 2)) || order=(docker berth)
+    for e in "${order[@]}"; do
+        if [[ $e == berth ]]; then
+            tput_engine berth "$berth"; b_cc+=("$tp_cc"); b_hp+=("$tp_hp")
+        elif [[ -n $dk ]]; then
+            # shellcheck disable=SC2086
+            tput_engine docker $dk; d_cc+=("$tp_cc"); d_hp+=("$tp_hp")
+        fi
+    done
+done
+loop=$(median_of "${loops[@]}")
+[[ -n $loop ]] || die "loopback iperf3 failed (see $log)"
 row() { # label, gbit/s or empty
     if [[ -n $2 ]]; then
         awk -v l="$1" -v g="$2" -v b="$loop" 'BEGIN { printf "%-34s %8.2f Gbit/s %6.0f%%\n", l, g, 100 * g / b }'
@@ -230,10 +251,13 @@ row() { # label, gbit/s or empty
     fi
 }
 {
-    printf '\nTCP throughput, iperf3 -t %s, as %% of loopback\n' "$secs"
+    printf '\nTCP throughput, iperf3 -t %s, median of %s rounds, as %% of loopback\n' "$secs" "$tput_rounds"
     row "host loopback (127.0.0.1)" "$loop"
-    tput_engine berth "$berth"
-    # shellcheck disable=SC2086
-    [[ -n $dk ]] && tput_engine docker $dk
+    row "berth container→container" "$(median_of "${b_cc[@]}")"
+    row "berth host→127.0.0.1:port" "$(median_of "${b_hp[@]}")"
+    if [[ -n $dk ]]; then
+        row "docker container→container" "$(median_of "${d_cc[@]}")"
+        row "docker host→127.0.0.1:port" "$(median_of "${d_hp[@]}")"
+    fi
     true
 } | tee -a "$txt"
