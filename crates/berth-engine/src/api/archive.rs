@@ -11,9 +11,9 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
-use http_body_util::channel::{Channel, Sender};
-use http_body_util::BodyExt;
+use http_body_util::channel::Channel;
 
+use super::body::{BodyReader, BodyWriter};
 use super::containers::qbool;
 use super::{Daemon, Routes};
 use crate::containers::archive::{engine_error, ExtractOptions, PathStat};
@@ -75,11 +75,7 @@ async fn get_archive(
             if let Some(t) = stat_tx.take() {
                 let _ = t.send(Ok(st));
             }
-            let w = BodyWriter {
-                tx,
-                handle,
-                buf: Vec::with_capacity(WRITE_CHUNK),
-            };
+            let w = BodyWriter::new(tx, handle);
             let mut w =
                 s.fs.tar(&path, w)
                     .map_err(|e| engine_error(e, &path, &id))?;
@@ -125,11 +121,7 @@ async fn put_archive(
     let path = path_of(&q)?;
     let no_overwrite = qbool(&q, "noOverwriteDirNonDir");
     let copy_uid_gid = qbool(&q, "copyUIDGID");
-    let reader = BodyReader {
-        body,
-        handle: tokio::runtime::Handle::current(),
-        buf: Bytes::new(),
-    };
+    let reader = BodyReader::new(body);
     tokio::task::spawn_blocking(move || {
         let mut reader = reader;
         let r = d.with_container_fs(&id, |s| {
@@ -151,64 +143,6 @@ async fn put_archive(
     .await
     .map_err(blocking_err)??;
     Ok(StatusCode::OK.into_response())
-}
-
-/// Writes a response body from a blocking thread, in chunks of up to 256 KiB.
-struct BodyWriter {
-    tx: Sender<Bytes>,
-    handle: tokio::runtime::Handle,
-    buf: Vec<u8>,
-}
-
-const WRITE_CHUNK: usize = 256 << 10;
-
-impl Write for BodyWriter {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        self.buf.extend_from_slice(data);
-        if self.buf.len() >= WRITE_CHUNK {
-            self.flush()?;
-        }
-        Ok(data.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        let chunk = Bytes::from(std::mem::take(&mut self.buf));
-        self.handle
-            .block_on(self.tx.send_data(chunk))
-            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the client went away"))
-    }
-}
-
-/// Reads a request body from a blocking thread.
-struct BodyReader {
-    body: Body,
-    handle: tokio::runtime::Handle,
-    buf: Bytes,
-}
-
-impl Read for BodyReader {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        while self.buf.is_empty() {
-            match self.handle.block_on(self.body.frame()) {
-                None => return Ok(0),
-                Some(Ok(f)) => {
-                    if let Ok(d) = f.into_data() {
-                        self.buf = d;
-                    }
-                }
-                Some(Err(e)) => return Err(io::Error::other(e)),
-            }
-        }
-        let n = out.len().min(self.buf.len());
-        let chunk = self.buf.split_to(n);
-        if let Some(dst) = out.get_mut(..n) {
-            dst.copy_from_slice(&chunk);
-        }
-        Ok(n)
-    }
 }
 
 #[cfg(test)]

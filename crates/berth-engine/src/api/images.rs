@@ -7,7 +7,7 @@
 //! line is an HTTP error, an error after it is an `errorDetail` line, as Docker does.
 
 use std::collections::{HashMap, HashSet};
-use std::io::{self, Read, Write};
+use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
@@ -24,9 +24,9 @@ use berth_types::api::{AuthConfig, AuthResponse, ImageDeleteResponseItem};
 use berth_types::{Digest, Reference};
 use bytes::Bytes;
 use http_body_util::channel::{Channel, Sender};
-use http_body_util::BodyExt;
 use serde_json::{json, Value};
 
+use super::body::{BodyReader, BodyWriter};
 use super::{Daemon, Routes};
 use crate::error::EngineError;
 use crate::images::{
@@ -207,74 +207,6 @@ fn json_stream() -> (Sender<Bytes>, Response) {
 
 async fn send(tx: &mut Sender<Bytes>, v: &Value) -> bool {
     tx.send_data(Bytes::from(format!("{v}\r\n"))).await.is_ok()
-}
-
-/// Reads a request body from a blocking thread.
-struct BodyReader {
-    body: Body,
-    handle: tokio::runtime::Handle,
-    buf: Bytes,
-}
-
-impl BodyReader {
-    fn new(body: Body) -> Self {
-        Self {
-            body,
-            handle: tokio::runtime::Handle::current(),
-            buf: Bytes::new(),
-        }
-    }
-}
-
-impl Read for BodyReader {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        while self.buf.is_empty() {
-            match self.handle.block_on(self.body.frame()) {
-                None => return Ok(0),
-                Some(Ok(f)) => {
-                    if let Ok(d) = f.into_data() {
-                        self.buf = d;
-                    }
-                }
-                Some(Err(e)) => return Err(io::Error::other(e)),
-            }
-        }
-        let n = out.len().min(self.buf.len());
-        let chunk = self.buf.split_to(n);
-        if let Some(dst) = out.get_mut(..n) {
-            dst.copy_from_slice(&chunk);
-        }
-        Ok(n)
-    }
-}
-
-/// Writes a response body from a blocking thread, in chunks of up to 256 KiB.
-struct BodyWriter {
-    tx: Sender<Bytes>,
-    handle: tokio::runtime::Handle,
-    buf: Vec<u8>,
-}
-
-const WRITE_CHUNK: usize = 256 << 10;
-
-impl Write for BodyWriter {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        self.buf.extend_from_slice(data);
-        if self.buf.len() >= WRITE_CHUNK {
-            self.flush()?;
-        }
-        Ok(data.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        let chunk = Bytes::from(std::mem::take(&mut self.buf));
-        self.handle
-            .block_on(self.tx.send_data(chunk))
-            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the client went away"))
-    }
 }
 
 // ------------------------------------------------------------------ per-image dispatch
@@ -1200,11 +1132,7 @@ async fn save(d: Arc<Daemon>, names: Vec<String>) -> Result<Response, EngineErro
     let handle = tokio::runtime::Handle::current();
     let d3 = d.clone();
     tokio::task::spawn_blocking(move || {
-        let w = BodyWriter {
-            tx,
-            handle,
-            buf: Vec::with_capacity(WRITE_CHUNK),
-        };
+        let w = BodyWriter::new(tx, handle);
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();
         match archive::save(&d3.images, &refs, SaveFormat::DockerArchive, w) {
             Ok(mut w) => {

@@ -3,6 +3,7 @@
 //! puts them together and checks the `/vX.Y` prefix.
 
 pub mod archive;
+pub mod body;
 pub mod commit;
 pub mod containers;
 pub mod events;
