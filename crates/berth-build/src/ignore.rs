@@ -1,0 +1,1 @@
+//! `.dockerignore`: Go `filepath.Match` patterns plus `**`, `!` exceptions, last match wins.
