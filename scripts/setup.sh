@@ -20,7 +20,7 @@ packages=(
     busybox-static crun runc containerd hyperfine libseccomp-dev pkg-config
     golang-go jq iproute2 golang-github-containers-common umoci make
     docker-registry skopeo docker.io python3-venv tini podman curl
-    nftables iperf3 docker-compose xfsprogs
+    nftables iperf3 docker-compose xfsprogs buildah
 )
 missing=()
 for p in "${packages[@]}"; do
