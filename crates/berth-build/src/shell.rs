@@ -45,14 +45,38 @@ fn process(
     lookup: &dyn Fn(&str) -> Option<String>,
     escape: char,
 ) -> Result<(String, Vec<String>), ShellError> {
+    process_with(source, lookup, escape, Options::default())
+}
+
+/// Variations of the lexer used by the parser (heredoc detection), as BuildKit's `Lex` flags.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Options {
+    /// Keep quote characters in the result.
+    pub raw_quotes: bool,
+    /// Keep escape characters in the result.
+    pub raw_escapes: bool,
+    /// Leave references to unset variables as written.
+    pub skip_unset: bool,
+}
+
+/// [`expand`] and [`expand_words`] in one, with [`Options`]: (the word, the split words).
+pub(crate) fn process_with(
+    source: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    escape: char,
+    opts: Options,
+) -> Result<(String, Vec<String>), ShellError> {
     let mut lex = Lexer {
         chars: source.chars().collect(),
         pos: 0,
         escape,
         lookup,
         depth: 0,
+        raw_escapes: opts.raw_escapes,
+        raw_quotes: opts.raw_quotes,
+        skip_unset: opts.skip_unset,
     };
-    lex.process_until(None, false)
+    lex.process_until(None, opts.raw_escapes)
         .map_err(|message| ShellError {
             message: format!("failed to process {source:?}: {message}"),
         })
@@ -108,6 +132,10 @@ struct Lexer<'a> {
     escape: char,
     lookup: &'a dyn Fn(&str) -> Option<String>,
     depth: usize,
+    /// Whether escape characters are kept (set for the duration of one `process_until`).
+    raw_escapes: bool,
+    raw_quotes: bool,
+    skip_unset: bool,
 }
 
 type LexResult<T> = Result<T, String>;
@@ -140,16 +168,14 @@ impl Lexer<'_> {
         if self.depth > MAX_DEPTH {
             return Err("substitutions nested too deeply".to_string());
         }
-        let r = self.process_until_inner(stop, raw_escapes);
+        let saved = std::mem::replace(&mut self.raw_escapes, raw_escapes);
+        let r = self.process_until_inner(stop);
+        self.raw_escapes = saved;
         self.depth -= 1;
         r
     }
 
-    fn process_until_inner(
-        &mut self,
-        stop: Option<char>,
-        raw_escapes: bool,
-    ) -> LexResult<(String, Vec<String>)> {
+    fn process_until_inner(&mut self, stop: Option<char>) -> LexResult<(String, Vec<String>)> {
         let mut result = String::new();
         let mut words = Words::default();
         while let Some(ch) = self.peek() {
@@ -176,7 +202,7 @@ impl Lexer<'_> {
                 _ => {
                     self.pos += 1;
                     if ch == self.escape {
-                        if raw_escapes {
+                        if self.raw_escapes {
                             words.add_raw_char(ch);
                             result.push(ch);
                         }
@@ -203,6 +229,9 @@ impl Lexer<'_> {
     fn single_quote(&mut self) -> LexResult<String> {
         self.pos += 1;
         let mut out = String::new();
+        if self.raw_quotes {
+            out.push('\'');
+        }
         loop {
             match self.next() {
                 None => {
@@ -211,7 +240,12 @@ impl Lexer<'_> {
                             .to_string(),
                     )
                 }
-                Some('\'') => return Ok(out),
+                Some('\'') => {
+                    if self.raw_quotes {
+                        out.push('\'');
+                    }
+                    return Ok(out);
+                }
                 Some(c) => out.push(c),
             }
         }
@@ -221,6 +255,9 @@ impl Lexer<'_> {
     fn double_quote(&mut self) -> LexResult<String> {
         self.pos += 1;
         let mut out = String::new();
+        if self.raw_quotes {
+            out.push('"');
+        }
         loop {
             match self.peek() {
                 None => {
@@ -231,6 +268,9 @@ impl Lexer<'_> {
                 }
                 Some('"') => {
                     self.pos += 1;
+                    if self.raw_quotes {
+                        out.push('"');
+                    }
                     return Ok(out);
                 }
                 Some('$') => {
@@ -240,6 +280,9 @@ impl Lexer<'_> {
                 Some(mut ch) => {
                     self.pos += 1;
                     if ch == self.escape {
+                        if self.raw_escapes {
+                            out.push(ch);
+                        }
                         match self.peek() {
                             // An escape right before the end: dropped (the missing quote errs next).
                             None => continue,
@@ -288,7 +331,11 @@ impl Lexer<'_> {
             if name.is_empty() {
                 return Ok("$".to_string());
             }
-            return Ok(self.env(&name).unwrap_or_default());
+            return Ok(match self.env(&name) {
+                Some(v) => v,
+                None if self.skip_unset => format!("${name}"),
+                None => String::new(),
+            });
         }
         self.pos += 1; // the '{'
         match self.peek() {
@@ -303,7 +350,11 @@ impl Lexer<'_> {
         let mut modifier = ch.to_string();
         let mut null_is_unset = false;
         match ch {
-            '}' => Ok(self.env(&name).unwrap_or_default()),
+            '}' => Ok(match self.env(&name) {
+                Some(v) => v,
+                None if self.skip_unset => format!("${{{name}}}"),
+                None => String::new(),
+            }),
             ':' | '+' | '-' | '?' | '#' | '%' => {
                 if ch == ':' {
                     null_is_unset = true;
@@ -316,6 +367,9 @@ impl Lexer<'_> {
                 let raw = ch == '#' || ch == '%';
                 let word = self.word_until('}', raw, "syntax error: missing '}'")?;
                 let value = self.env(&name);
+                if value.is_none() && self.skip_unset {
+                    return Ok(format!("${{{name}{modifier}{word}}}"));
+                }
                 let empty_or_unset = match &value {
                     None => true,
                     Some(v) => null_is_unset && v.is_empty(),
@@ -369,7 +423,12 @@ impl Lexer<'_> {
                 }
                 let pat = self.word_until('/', true, "syntax error: missing '/' in ${}")?;
                 let repl = self.word_until('}', true, "syntax error: missing '}'")?;
-                let value = self.env(&name).unwrap_or_default();
+                let Some(value) = self.env(&name) else {
+                    if self.skip_unset {
+                        return Ok(format!("${{{name}/{pat}/{repl}}}"));
+                    }
+                    return Ok(String::new());
+                };
                 let pattern = Pattern::compile(&pat)?;
                 Ok(pattern.replace(&value, &repl, all))
             }
