@@ -105,44 +105,91 @@ async fn copy_reader<R: AsyncRead + Unpin>(r: &mut R, tty: bool) -> Result<()> {
     Ok(())
 }
 
-async fn pump_stdin<W: AsyncWrite + Unpin>(mut w: W) {
+/// Sends our stdin into `w` until it ends or, with `detach`, until the detach sequence is typed
+/// (never sent). Returns whether it detached.
+async fn pump_stdin<W: AsyncWrite + Unpin>(mut w: W, detach: Option<Vec<u8>>) -> bool {
     let mut stdin = tokio::io::stdin();
     let mut buf = vec![0u8; 32 * 1024];
+    let mut matcher = detach.map(berth_types::DetachMatcher::new);
+    let mut out = Vec::with_capacity(buf.len());
     loop {
         match stdin.read(&mut buf).await {
             Ok(0) | Err(_) => break,
             Ok(n) => {
-                if w.write_all(&buf[..n]).await.is_err() {
-                    return;
+                out.clear();
+                let detached = match matcher.as_mut() {
+                    Some(m) => m.feed(&buf[..n], &mut out),
+                    None => {
+                        out.extend_from_slice(&buf[..n]);
+                        false
+                    }
+                };
+                if !out.is_empty() && w.write_all(&out).await.is_err() {
+                    return false;
                 }
                 let _ = w.flush().await;
+                if detached {
+                    return true;
+                }
             }
         }
     }
     // Half-close: the container sees EOF on its stdin, its output still flows back.
     let _ = w.shutdown().await;
+    false
+}
+
+/// How a hijacked stream ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pumped {
+    /// The daemon closed the output: the container (or exec) is done with us.
+    Ended,
+    /// The user typed the detach keys: the container keeps running.
+    Detached,
 }
 
 /// Runs a hijacked stream to its end: output demuxed to our stdout/stderr, our stdin sent in
-/// when `stdin` is set. Returns when the daemon closes the output side.
-pub async fn pump(h: Hijacked, tty: bool, stdin: bool) -> Result<()> {
+/// when `stdin` is set. With a TTY, `detach` is the key sequence that detaches (docker's
+/// ctrl-p,ctrl-q by default). Returns when the daemon closes the output side or on detach.
+pub async fn pump(h: Hijacked, tty: bool, stdin: bool, detach: Option<Vec<u8>>) -> Result<Pumped> {
     match h {
         Hijacked::Upgraded(io) => {
             let (mut r, w) = tokio::io::split(io);
-            let input = if stdin {
-                Some(tokio::spawn(pump_stdin(w)))
-            } else {
+            if !stdin {
                 drop(w);
-                None
-            };
-            let res = copy_reader(&mut r, tty).await;
-            if let Some(t) = input {
-                t.abort();
+                copy_reader(&mut r, tty).await?;
+                return Ok(Pumped::Ended);
             }
-            res
+            let mut input = tokio::spawn(pump_stdin(w, detach.filter(|_| tty)));
+            let output = copy_reader(&mut r, tty);
+            tokio::pin!(output);
+            tokio::select! {
+                res = &mut output => {
+                    input.abort();
+                    res?;
+                    Ok(Pumped::Ended)
+                }
+                detached = &mut input => {
+                    if matches!(detached, Ok(true)) {
+                        return Ok(Pumped::Detached);
+                    }
+                    // Our stdin ended: the output still flows until the daemon closes it.
+                    output.await?;
+                    Ok(Pumped::Ended)
+                }
+            }
         }
-        Hijacked::Body(mut b) => copy_body(&mut b, tty).await,
+        Hijacked::Body(mut b) => {
+            copy_body(&mut b, tty).await?;
+            Ok(Pumped::Ended)
+        }
     }
+}
+
+/// The `--detach-keys` value as bytes (docker's default when not given), or a usage error.
+pub fn detach_keys(spec: Option<&str>) -> Result<Vec<u8>> {
+    berth_types::parse_detach_keys(spec.unwrap_or(""))
+        .map_err(|e| crate::cmd::status(125, &format!("berth: {e}")))
 }
 
 static SAVED: Mutex<Option<Termios>> = Mutex::new(None);

@@ -6,6 +6,7 @@
 
 pub mod digest;
 pub mod id;
+pub mod keys;
 pub mod kind;
 pub mod reference;
 
@@ -15,5 +16,6 @@ pub use bollard_stubs::models as api;
 
 pub use digest::{Algorithm, Digest, DigestError};
 pub use id::{ContainerId, IdError};
+pub use keys::{parse_detach_keys, DetachKeysError, DetachMatcher};
 pub use kind::ErrorKind;
 pub use reference::{Reference, ReferenceError};

@@ -1031,3 +1031,187 @@ fn mounts_devices_and_programs_that_cannot_run() -> Result<()> {
     );
     Ok(())
 }
+
+/// Drives `argv` under a pseudo-terminal: waits for `ready` in its output, types `line`, waits
+/// for `expect`, then types `keys`; returns (exit code, output). Bounded: 30 s in all.
+fn under_pty(
+    argv: &[&str],
+    env: &[(&str, String)],
+    steps: &[(&str, &[u8])],
+) -> Result<(i32, String)> {
+    const PY: &str = r#"
+import os, pty, sys, time, json, select
+argv = json.loads(sys.argv[1]); steps = json.loads(sys.argv[2])
+pid, fd = pty.fork()
+if pid == 0:
+    os.execvp(argv[0], argv)
+out = b''
+deadline = time.time() + 30
+def read_until(want):
+    global out
+    while want.encode() not in out:
+        if time.time() > deadline:
+            raise SystemExit('timeout waiting for %r in %r' % (want, out))
+        r, _, _ = select.select([fd], [], [], 0.2)
+        if r:
+            try:
+                b = os.read(fd, 4096)
+            except OSError:
+                raise SystemExit('eof waiting for %r in %r' % (want, out))
+            if not b:
+                raise SystemExit('eof waiting for %r in %r' % (want, out))
+            out += b
+for want, send in steps:
+    read_until(want)
+    os.write(fd, bytes(send))
+while time.time() < deadline:
+    done, status = os.waitpid(pid, os.WNOHANG)
+    if done:
+        break
+    r, _, _ = select.select([fd], [], [], 0.1)
+    if r:
+        try:
+            out += os.read(fd, 4096)
+        except OSError:
+            pass
+else:
+    os.kill(pid, 9); os.waitpid(pid, 0)
+    raise SystemExit('still running after the detach keys: %r' % out)
+print(json.dumps({"code": os.waitstatus_to_exitcode(status), "out": out.decode('utf-8', 'replace')}))
+"#;
+    let steps: Vec<(String, Vec<u8>)> = steps
+        .iter()
+        .map(|(w, s)| (w.to_string(), s.to_vec()))
+        .collect();
+    let mut cmd = Command::new("python3");
+    cmd.args([
+        "-c",
+        PY,
+        &serde_json::to_string(argv)?,
+        &serde_json::to_string(&steps)?,
+    ]);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = run_cmd(&mut cmd, None, Duration::from_secs(40))?;
+    ensure!(out.code == 0, "pty driver failed: {out:?}");
+    let v: Value = serde_json::from_str(out.stdout.trim()).context("pty driver output")?;
+    Ok((
+        v["code"].as_i64().unwrap_or(-1) as i32,
+        v["out"].as_str().unwrap_or_default().to_string(),
+    ))
+}
+
+#[test]
+fn detach_keys_leave_the_container_running() -> Result<()> {
+    require_root!();
+    let d = Berthd::with_busybox()?;
+    let docker = common::daemon_util::docker_bin();
+    let docker = docker.to_str().context("docker path")?;
+    let env = [
+        ("DOCKER_HOST", format!("unix://{}", d.sock().display())),
+        (
+            "DOCKER_CONFIG",
+            d.dir.path().join("docker-config").display().to_string(),
+        ),
+        ("BERTH_HOST", format!("unix://{}", d.sock().display())),
+        ("BERTH_NO_AUTOSTART", "1".to_string()),
+    ];
+
+    // docker run -it, then ctrl-p ctrl-q: the CLI exits 0, the shell keeps running.
+    let (code, out) = under_pty(
+        &[docker, "run", "-it", "--name", "det1", BB, "sh"],
+        &env,
+        &[("/ #", b"echo mark$((40+2))\n"), ("mark42", b"\x10\x11")],
+    )?;
+    ensure!(code == 0, "docker run -it detach exit code {code}: {out}");
+    ensure!(
+        d.inspect("det1", "{{.State.Running}}")? == "true",
+        "det1 stopped on detach"
+    );
+
+    // berth attach with custom keys; a lone ctrl-p before them still reaches the shell.
+    let cli = berth_cli();
+    let cli = cli.to_str().context("berth path")?;
+    let (code, out) = under_pty(
+        &[cli, "attach", "--detach-keys", "ctrl-x,x", "det1"],
+        &env,
+        &[("", b"echo again$((1+1))\n"), ("again2", b"\x18x")],
+    )?;
+    ensure!(code == 0, "berth attach detach exit code {code}: {out}");
+    ensure!(
+        d.inspect("det1", "{{.State.Running}}")? == "true",
+        "det1 stopped on berth detach"
+    );
+
+    // berth run -it with the default keys.
+    let (code, out) = under_pty(
+        &[cli, "run", "-it", "--name", "det2", BB, "sh"],
+        &env,
+        &[("/ #", b"echo m$((2+3))\n"), ("m5", b"\x10\x11")],
+    )?;
+    ensure!(code == 0, "berth run -it detach exit code {code}: {out}");
+    ensure!(
+        d.inspect("det2", "{{.State.Running}}")? == "true",
+        "det2 stopped on detach"
+    );
+
+    // Bad keys: docker's usage error shape, nothing created.
+    let out = std::process::Command::new(cli)
+        .args([
+            "run",
+            "-it",
+            "--detach-keys",
+            "ctrl-1",
+            "--name",
+            "det3",
+            BB,
+            "true",
+        ])
+        .env("BERTH_HOST", format!("unix://{}", d.sock().display()))
+        .env("BERTH_NO_AUTOSTART", "1")
+        .output()?;
+    ensure!(out.status.code() == Some(125), "{out:?}");
+    ensure!(
+        String::from_utf8_lossy(&out.stderr).contains("detach keys"),
+        "{out:?}"
+    );
+    ensure!(
+        d.docker(&["inspect", "det3"])?.code != 0,
+        "det3 was created"
+    );
+
+    // The daemon itself ends a TTY attach at the keys (a raw hijacked API client, no CLI).
+    const RAW: &str = r#"
+import socket, sys, time
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.settimeout(10)
+s.sendall(b"POST /containers/det2/attach?stream=1&stdin=1&stdout=1&detachKeys=ctrl-%5E HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: 0\r\n\r\n")
+head = b""
+while b"\r\n\r\n" not in head:
+    head += s.recv(1)
+assert b" 101 " in head.split(b"\r\n")[0], head
+s.sendall(b"echo raw$((3+4))\n")
+got = b""
+while b"raw7" not in got:
+    got += s.recv(4096)
+s.sendall(b"\x1e")
+t = time.time()
+while True:
+    b = s.recv(4096)
+    if not b:
+        break
+print("closed")
+"#;
+    let mut py = Command::new("python3");
+    py.args(["-c", RAW, &d.sock().display().to_string()]);
+    let out = run_cmd(&mut py, None, Duration::from_secs(30))?;
+    ensure!(
+        out.code == 0 && out.stdout.contains("closed"),
+        "daemon-side detach: {out:?}"
+    );
+    ensure!(
+        d.inspect("det2", "{{.State.Running}}")? == "true",
+        "det2 stopped on API detach"
+    );
+    Ok(())
+}

@@ -18,6 +18,9 @@ pub struct AttachArgs {
     /// Proxy all received signals to the process
     #[arg(long = "sig-proxy", default_value_t = true, action = clap::ArgAction::Set)]
     pub sig_proxy: bool,
+    /// Override the key sequence for detaching a container
+    #[arg(long = "detach-keys")]
+    pub detach_keys: Option<String>,
     pub container: String,
 }
 
@@ -38,6 +41,7 @@ pub async fn run(client: &mut Client, args: AttachArgs) -> Result<i32> {
             "You cannot attach to a paused container, unpause it first",
         ));
     }
+    let keys = stream::detach_keys(args.detach_keys.as_deref())?;
     let tty = info["Config"]["Tty"].as_bool().unwrap_or(false);
     let stdin = !args.no_stdin && info["Config"]["OpenStdin"].as_bool().unwrap_or(false);
     if tty && stdin && !stream::stdin_is_tty() {
@@ -51,8 +55,9 @@ pub async fn run(client: &mut Client, args: AttachArgs) -> Result<i32> {
         .hijack(
             Method::POST,
             &format!(
-                "/containers/{id}/attach?stream=1&stdout=1&stderr=1{}",
-                if stdin { "&stdin=1" } else { "" }
+                "/containers/{id}/attach?stream=1&stdout=1&stderr=1{}{}",
+                if stdin { "&stdin=1" } else { "" },
+                crate::cmd::run::detach_query(args.detach_keys.as_deref())
             ),
             None,
         )
@@ -71,12 +76,15 @@ pub async fn run(client: &mut Client, args: AttachArgs) -> Result<i32> {
     } else if args.sig_proxy {
         tasks.push(tokio::spawn(crate::cmd::run::proxy_signals(c2, id.clone())));
     }
-    let out = stream::pump(hijacked, tty, stdin).await;
+    let out = stream::pump(hijacked, tty, stdin, Some(keys)).await;
     stream::restore_terminal();
     for t in tasks {
         t.abort();
     }
-    out?;
+    if out? == stream::Pumped::Detached {
+        waiter.abort();
+        return Ok(0);
+    }
     match waiter.await {
         Ok(Ok(w)) => Ok(w.status_code as i32),
         Ok(Err(e)) => Err(e),

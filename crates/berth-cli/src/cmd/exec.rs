@@ -35,6 +35,9 @@ pub struct ExecArgs {
     /// Working directory inside the container
     #[arg(short = 'w', long = "workdir")]
     pub workdir: Option<String>,
+    /// Override the key sequence for detaching a container
+    #[arg(long = "detach-keys")]
+    pub detach_keys: Option<String>,
     /// Give extended privileges to the command
     #[arg(long)]
     pub privileged: bool,
@@ -68,6 +71,7 @@ impl ExecArgs {
             user: self.user.clone(),
             working_dir: self.workdir.clone(),
             privileged: Some(self.privileged),
+            detach_keys: self.detach_keys.clone().filter(|k| !k.is_empty()),
             console_size: if self.tty {
                 stream::terminal_size().map(|(h, w)| vec![h as usize, w as usize])
             } else {
@@ -79,6 +83,7 @@ impl ExecArgs {
 }
 
 pub async fn run(client: &mut Client, args: ExecArgs) -> Result<i32> {
+    let keys = stream::detach_keys(args.detach_keys.as_deref())?;
     let container = &args.args[0];
     let stdin = args.interactive && !args.detach;
     if args.tty && stdin && !stream::stdin_is_tty() {
@@ -121,12 +126,14 @@ pub async fn run(client: &mut Client, args: ExecArgs) -> Result<i32> {
             format!("/exec/{id}/resize"),
         )));
     }
-    let out = stream::pump(hijacked, args.tty, stdin).await;
+    let out = stream::pump(hijacked, args.tty, stdin, Some(keys)).await;
     stream::restore_terminal();
     if let Some(r) = resize {
         r.abort();
     }
-    out?;
+    if out? == stream::Pumped::Detached {
+        return Ok(0);
+    }
     let info: Value = client.get_json(&format!("/exec/{id}/json")).await?;
     Ok(info["ExitCode"].as_i64().unwrap_or(0) as i32)
 }

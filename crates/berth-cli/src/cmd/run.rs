@@ -21,6 +21,9 @@ pub struct RunArgs {
     /// Proxy received signals to the process
     #[arg(long = "sig-proxy", default_value_t = true, action = clap::ArgAction::Set)]
     pub sig_proxy: bool,
+    /// Override the key sequence for detaching a container
+    #[arg(long = "detach-keys")]
+    pub detach_keys: Option<String>,
     #[command(flatten)]
     pub opts: ContainerOpts,
 }
@@ -42,6 +45,7 @@ pub async fn run(client: &mut Client, args: RunArgs) -> Result<i32> {
             "berth: Conflicting options: --restart and --rm\n\nRun 'berth run --help' for more information",
         ));
     }
+    let keys = stream::detach_keys(args.detach_keys.as_deref())?;
     let attach = !args.detach;
     let stdin = opts.interactive;
     let tty = opts.tty;
@@ -63,8 +67,9 @@ pub async fn run(client: &mut Client, args: RunArgs) -> Result<i32> {
     }
 
     let attach_path = format!(
-        "/containers/{id}/attach?stream=1&stdout=1&stderr=1{}",
-        if stdin { "&stdin=1" } else { "" }
+        "/containers/{id}/attach?stream=1&stdout=1&stderr=1{}{}",
+        if stdin { "&stdin=1" } else { "" },
+        detach_query(args.detach_keys.as_deref())
     );
     let hijacked = client
         .hijack(Method::POST, &attach_path, None)
@@ -115,8 +120,16 @@ pub async fn run(client: &mut Client, args: RunArgs) -> Result<i32> {
         tasks.push(tokio::spawn(proxy_signals(c2, id.clone())));
     }
 
-    let out = stream::pump(hijacked, tty, stdin).await;
+    let out = stream::pump(hijacked, tty, stdin, Some(keys)).await;
     stream::restore_terminal();
+    if matches!(out, Ok(stream::Pumped::Detached)) {
+        // As docker: detaching leaves the container running and exits 0.
+        waiter.abort();
+        for t in tasks {
+            t.abort();
+        }
+        return Ok(0);
+    }
     let code = match waiter.await {
         Ok(Ok(w)) => {
             if let Some(msg) = w.error.and_then(|e| e.message).filter(|m| !m.is_empty()) {
@@ -133,6 +146,14 @@ pub async fn run(client: &mut Client, args: RunArgs) -> Result<i32> {
     }
     out?;
     Ok(code)
+}
+
+/// The `detachKeys` query parameter for an attach, when the user chose keys.
+pub fn detach_query(spec: Option<&str>) -> String {
+    match spec {
+        Some(k) if !k.is_empty() => format!("&detachKeys={}", crate::client::enc(k)),
+        _ => String::new(),
+    }
 }
 
 /// Forwards the signals a user sends us to the container, as docker's --sig-proxy does.

@@ -19,6 +19,9 @@ pub struct StartArgs {
     /// Attach container's STDIN
     #[arg(short = 'i', long)]
     pub interactive: bool,
+    /// Override the key sequence for detaching a container
+    #[arg(long = "detach-keys")]
+    pub detach_keys: Option<String>,
     /// Containers (names or ids)
     #[arg(required = true, value_name = "CONTAINER")]
     pub containers: Vec<String>,
@@ -46,6 +49,7 @@ pub async fn run(client: &mut Client, args: StartArgs) -> Result<i32> {
         .get_json(&format!("/containers/{}/json", enc(name)))
         .await?;
     let id = info["Id"].as_str().unwrap_or(name).to_string();
+    let keys = stream::detach_keys(args.detach_keys.as_deref())?;
     let tty = info["Config"]["Tty"].as_bool().unwrap_or(false);
     let stdin = args.interactive && info["Config"]["OpenStdin"].as_bool().unwrap_or(false);
     if tty && stdin && !stream::stdin_is_tty() {
@@ -55,8 +59,9 @@ pub async fn run(client: &mut Client, args: StartArgs) -> Result<i32> {
         .hijack(
             Method::POST,
             &format!(
-                "/containers/{id}/attach?stream=1&stdout=1&stderr=1{}",
-                if stdin { "&stdin=1" } else { "" }
+                "/containers/{id}/attach?stream=1&stdout=1&stderr=1{}{}",
+                if stdin { "&stdin=1" } else { "" },
+                crate::cmd::run::detach_query(args.detach_keys.as_deref())
             ),
             None,
         )
@@ -90,12 +95,15 @@ pub async fn run(client: &mut Client, args: StartArgs) -> Result<i32> {
     } else {
         tasks.push(tokio::spawn(crate::cmd::run::proxy_signals(c2, id.clone())));
     }
-    let out = stream::pump(hijacked, tty, stdin).await;
+    let out = stream::pump(hijacked, tty, stdin, Some(keys)).await;
     stream::restore_terminal();
     for t in tasks {
         t.abort();
     }
-    out?;
+    if out? == stream::Pumped::Detached {
+        waiter.abort();
+        return Ok(0);
+    }
     match waiter.await {
         Ok(Ok(w)) => Ok(w.status_code as i32),
         Ok(Err(e)) => Err(e),

@@ -783,15 +783,30 @@ pub async fn splice_pub(
     client: Box<dyn super::stream::Conn>,
     shim: tokio::net::UnixStream,
     stdin: bool,
+    detach: Option<Vec<u8>>,
 ) {
-    splice(client, shim, stdin).await
+    splice(client, shim, stdin, detach).await
 }
 
-/// Copies between a hijacked client and a shim's attach stream until either side ends.
+/// The detach sequence an attach watches for: only a TTY's stdin is watched (as Docker does);
+/// `spec` is the request's `detachKeys` (Docker's default ctrl-p,ctrl-q when empty).
+pub fn detach_keys(
+    spec: Option<&str>,
+    tty: bool,
+    stdin: bool,
+) -> Result<Option<Vec<u8>>, EngineError> {
+    let keys = berth_types::parse_detach_keys(spec.unwrap_or(""))
+        .map_err(|e| EngineError::invalid(e.to_string()))?;
+    Ok((tty && stdin).then_some(keys))
+}
+
+/// Copies between a hijacked client and a shim's attach stream until either side ends, or the
+/// client types the detach sequence (then the attach ends and the container keeps running).
 async fn splice(
     mut client: Box<dyn super::stream::Conn>,
     shim: tokio::net::UnixStream,
     stdin: bool,
+    detach: Option<Vec<u8>>,
 ) {
     let (mut sr, mut sw) = shim.into_split();
     let (mut cr, mut cw) = tokio::io::split(&mut client);
@@ -800,11 +815,36 @@ async fn splice(
         let _ = cw.shutdown().await;
     };
     let from_client = async {
-        if stdin {
-            let _ = tokio::io::copy(&mut cr, &mut sw).await;
-            // The client closed its side: the container's stdin ends.
-            let _ = sw.shutdown().await;
+        if !stdin {
+            return std::future::pending::<()>().await;
         }
+        match detach {
+            None => {
+                let _ = tokio::io::copy(&mut cr, &mut sw).await;
+            }
+            Some(keys) => {
+                let mut m = berth_types::DetachMatcher::new(keys);
+                let mut buf = vec![0u8; 16 * 1024];
+                let mut out = Vec::with_capacity(buf.len());
+                loop {
+                    let n = match cr.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => n,
+                    };
+                    out.clear();
+                    let detached = m.feed(&buf[..n], &mut out);
+                    if !out.is_empty() && sw.write_all(&out).await.is_err() {
+                        break;
+                    }
+                    if detached {
+                        // Detach: end the attach, leave the container's stdin open.
+                        return;
+                    }
+                }
+            }
+        }
+        // The client closed its side: the container's stdin ends.
+        let _ = sw.shutdown().await;
         std::future::pending::<()>().await
     };
     tokio::select! {
@@ -827,6 +867,7 @@ async fn attach(
     let logs = qbool(&q, "logs");
     let stream = qbool(&q, "stream");
     let tty = r.tty();
+    let detach = detach_keys(q.get("detachKeys").map(String::as_str), tty, stdin)?;
     let want = ShimReq::Attach {
         stdin,
         stdout,
@@ -839,7 +880,7 @@ async fn attach(
                 .map_err(|e| {
                     EngineError::conflict(format!("cannot attach to container {}: {e}", r.id))
                 })?;
-            Ok(hijack(req, tty, move |c| splice(c, conn, stdin)))
+            Ok(hijack(req, tty, move |c| splice(c, conn, stdin, detach)))
         }
         Status::Created | Status::Exited | Status::Restarting if stream => {
             // Attach before start: wait for the start to hand over the shim.
@@ -853,7 +894,7 @@ async fn attach(
                 let conn = shim::request(&p.socket, &want).await;
                 let _ = p.connected.send(());
                 if let Ok(conn) = conn {
-                    splice(c, conn, stdin).await;
+                    splice(c, conn, stdin, detach).await;
                 }
             }))
         }

@@ -83,6 +83,7 @@ async fn start(
     .map_err(|e| EngineError::internal(format!("attach to exec {}: {e}", ex.id)))?;
     let req = Request::from_parts(parts, axum::body::Body::empty());
     let tty = ex.tty() || sb.tty;
+    let detach = super::containers::detach_keys(ex.config.detach_keys.as_deref(), tty, stdin)?;
     // The process starts only once the client has the 101: output sent together with the
     // headers can vanish into a client's header buffer (docker-py reads the raw socket after
     // them). A start that fails is told on the stream, as Docker does; its exit code (126/127)
@@ -103,7 +104,7 @@ async fn start(
             let _ = c.shutdown().await;
             return;
         }
-        super::containers::splice_pub(c, conn, stdin).await;
+        super::containers::splice_pub(c, conn, stdin, detach).await;
     }))
 }
 
