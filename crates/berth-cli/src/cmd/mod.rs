@@ -2,6 +2,8 @@
 //! (`berth ps` and `berth container ls`, `berth rmi` and `berth image rm`, ...).
 
 pub mod attach;
+pub mod build;
+pub mod builder;
 pub mod commit;
 pub mod cp;
 pub mod create;
@@ -205,6 +207,8 @@ pub enum Cmd {
     Cp(cp::CpArgs),
     /// Export a container's filesystem as a tar archive
     Export(export::ExportArgs),
+    /// Build an image from a Dockerfile
+    Build(build::BuildArgs),
     /// Download an image from a registry
     Pull(pull::PullArgs),
     /// Upload an image to a registry
@@ -234,6 +238,9 @@ pub enum Cmd {
     /// Manage volumes
     #[command(subcommand)]
     Volume(volume::VolumeCmd),
+    /// Manage builds
+    #[command(subcommand)]
+    Builder(builder::BuilderCmd),
 }
 
 #[derive(Subcommand, Debug)]
@@ -296,6 +303,7 @@ pub enum ImageCmd {
     Load(load::LoadArgs),
     Pull(pull::PullArgs),
     Push(push::PushArgs),
+    Build(build::BuildArgs),
     /// Remove unused images
     Prune(system::ImagePruneArgs),
 }
@@ -334,6 +342,7 @@ pub async fn dispatch(cmd: Cmd, mut c: Client) -> Result<i32> {
         Cmd::Diff(a) => diff::run(c, a).await,
         Cmd::Cp(a) => cp::run(c, a).await,
         Cmd::Export(a) => export::run(c, a).await,
+        Cmd::Build(a) => build::run(c, a).await,
         Cmd::Pull(a) => pull::run(c, a).await,
         Cmd::Push(a) => push::run(c, a).await,
         Cmd::Login(a) => login::login(c, a).await,
@@ -376,6 +385,7 @@ pub async fn dispatch(cmd: Cmd, mut c: Client) -> Result<i32> {
         },
         Cmd::Network(k) => network::dispatch(c, k).await,
         Cmd::Volume(k) => volume::dispatch(c, k).await,
+        Cmd::Builder(k) => builder::dispatch(c, k).await,
         Cmd::Image(k) => match k {
             ImageCmd::Ls(a) => images::run(c, a).await,
             ImageCmd::Inspect(a) => inspect::run(c, a, inspect::Kind::Image).await,
@@ -387,6 +397,7 @@ pub async fn dispatch(cmd: Cmd, mut c: Client) -> Result<i32> {
             ImageCmd::Load(a) => load::run(c, a).await,
             ImageCmd::Pull(a) => pull::run(c, a).await,
             ImageCmd::Push(a) => push::run(c, a).await,
+            ImageCmd::Build(a) => build::run(c, a).await,
             ImageCmd::Prune(a) => system::image_prune(c, a).await,
         },
     }
