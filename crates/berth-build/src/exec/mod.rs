@@ -591,7 +591,17 @@ impl Builder<'_> {
         let mut state = vec![0u8; self.df.stages.len()];
         let mut order = Vec::new();
         visit(self, target, &mut state, &mut order)?;
-        Ok(order)
+        // File order (what Docker's classic builder prints) when it respects every dependency;
+        // a forward `--from` reference keeps the dependency order.
+        let mut sorted = order.clone();
+        sorted.sort_unstable();
+        let pos: HashMap<usize, usize> = sorted.iter().enumerate().map(|(p, &i)| (i, p)).collect();
+        let respects = sorted.iter().enumerate().all(|(p, &i)| {
+            self.deps(&self.df.stages[i])
+                .iter()
+                .all(|d| pos.get(d).is_some_and(|&dp| dp < p))
+        });
+        Ok(if respects { sorted } else { order })
     }
 
     fn step_header(&mut self, original: &str) -> Result<(), std::io::Error> {
