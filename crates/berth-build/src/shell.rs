@@ -451,7 +451,7 @@ impl Lexer<'_> {
 /// A shell pattern of `${VAR#pat}`, `${VAR%pat}`, `${VAR/pat/repl}`: `*`, `?`, literals; `\`
 /// quotes `*`, `?`, `\` and (dropped) `}` and `/`. Like Docker's regexp translation, `*` and `?`
 /// do not match a newline.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Pattern(Vec<Tok>);
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -494,80 +494,90 @@ impl Pattern {
         Ok(Pattern(toks))
     }
 
-    /// Whether the whole of `s` matches (iterative, with one star backtrack point).
-    fn matches(&self, s: &[char]) -> bool {
-        let p = &self.0;
-        let (mut pi, mut si) = (0usize, 0usize);
-        let mut star: Option<(usize, usize)> = None;
-        loop {
-            match (p.get(pi), s.get(si)) {
-                (Some(Tok::Star), _) => {
-                    star = Some((pi, si));
-                    pi += 1;
-                    continue;
+    /// The lengths of the prefixes of `s` that the whole pattern matches: (shortest, longest).
+    /// One NFA pass over `s`, stopping when no state is left: O(len(s) × len(pattern)).
+    fn prefix_matches(toks: &[Tok], s: &[char]) -> (Option<usize>, Option<usize>) {
+        let n = toks.len();
+        let close = |states: &mut Vec<bool>| {
+            for i in 0..n {
+                if states.get(i) == Some(&true) && toks.get(i) == Some(&Tok::Star) {
+                    if let Some(next) = states.get_mut(i + 1) {
+                        *next = true;
+                    }
                 }
-                (Some(Tok::Any), Some(&c)) if c != '\n' => {
-                    pi += 1;
-                    si += 1;
-                    continue;
-                }
-                (Some(Tok::Lit(l)), Some(c)) if l == c => {
-                    pi += 1;
-                    si += 1;
-                    continue;
-                }
-                (None, None) => return true,
-                _ => {}
             }
-            // Mismatch: let the last star eat one more character, if it can.
-            match star {
-                Some((sp, ss)) if s.get(ss).is_some_and(|&c| c != '\n') => {
-                    star = Some((sp, ss + 1));
-                    pi = sp + 1;
-                    si = ss + 1;
-                }
-                _ => return false,
-            }
+        };
+        let mut states = vec![false; n + 1];
+        if let Some(first) = states.first_mut() {
+            *first = true;
         }
+        close(&mut states);
+        let (mut shortest, mut longest) = (None, None);
+        let mut len = 0;
+        loop {
+            if states.get(n) == Some(&true) {
+                shortest = shortest.or(Some(len));
+                longest = Some(len);
+            }
+            let Some(&c) = s.get(len) else { break };
+            let mut next = vec![false; n + 1];
+            for (i, tok) in toks.iter().enumerate() {
+                if states.get(i) != Some(&true) {
+                    continue;
+                }
+                let target = match tok {
+                    Tok::Lit(l) if *l == c => i + 1,
+                    Tok::Any if c != '\n' => i + 1,
+                    Tok::Star if c != '\n' => i,
+                    _ => continue,
+                };
+                if let Some(t) = next.get_mut(target) {
+                    *t = true;
+                }
+            }
+            close(&mut next);
+            if !next.iter().any(|&b| b) {
+                break;
+            }
+            states = next;
+            len += 1;
+        }
+        (shortest, longest)
     }
 
     fn trim_prefix(&self, value: &str, greedy: bool) -> String {
         let v: Vec<char> = value.chars().collect();
-        let ends: Box<dyn Iterator<Item = usize>> = if greedy {
-            Box::new((0..=v.len()).rev())
-        } else {
-            Box::new(0..=v.len())
-        };
-        for end in ends {
-            if self.matches(v.get(..end).unwrap_or_default()) {
-                return v.get(end..).unwrap_or_default().iter().collect();
-            }
+        let (shortest, longest) = Self::prefix_matches(&self.0, &v);
+        match if greedy { longest } else { shortest } {
+            Some(end) => v.get(end..).unwrap_or_default().iter().collect(),
+            None => value.to_string(),
         }
-        value.to_string()
     }
 
+    /// Suffixes are prefixes of the reversed value under the reversed pattern.
     fn trim_suffix(&self, value: &str, greedy: bool) -> String {
-        let v: Vec<char> = value.chars().collect();
-        let starts: Box<dyn Iterator<Item = usize>> = if greedy {
-            Box::new(0..=v.len())
-        } else {
-            Box::new((0..=v.len()).rev())
-        };
-        for start in starts {
-            if self.matches(v.get(start..).unwrap_or_default()) {
-                return v.get(..start).unwrap_or_default().iter().collect();
+        let mut v: Vec<char> = value.chars().collect();
+        v.reverse();
+        let mut toks = self.0.clone();
+        toks.reverse();
+        let (shortest, longest) = Self::prefix_matches(&toks, &v);
+        match if greedy { longest } else { shortest } {
+            Some(len) => {
+                let keep = v.len().saturating_sub(len);
+                v.reverse();
+                v.get(..keep).unwrap_or_default().iter().collect()
             }
+            None => value.to_string(),
         }
-        value.to_string()
     }
 
     /// Leftmost, longest match at or after `from`: (start, end).
     fn find(&self, v: &[char], from: usize) -> Option<(usize, usize)> {
         (from..=v.len()).find_map(|start| {
-            (start..=v.len())
-                .rev()
-                .find(|&end| self.matches(v.get(start..end).unwrap_or_default()))
-                .map(|end| (start, end))
+            let rest = v.get(start..).unwrap_or_default();
+            Self::prefix_matches(&self.0, rest)
+                .1
+                .map(|len| (start, start + len))
         })
     }
 
@@ -691,6 +701,22 @@ mod tests {
         assert_eq!(ex("${P//\\//-}"), "-usr-local-bin-tool.tar.gz");
         assert_eq!(ex("${A/?/b}"), "b");
         assert_eq!(ex("${P#\\*}"), "/usr/local/bin/tool.tar.gz");
+        assert_eq!(ex("${P%/*}"), "/usr/local/bin");
+        assert_eq!(ex("${P%%/*}"), "");
+        assert_eq!(ex("${P#/*/}"), "local/bin/tool.tar.gz");
+        assert_eq!(ex("${P%t*.gz}"), "/usr/local/bin/tool.");
+        assert_eq!(ex("${P%%t*.gz}"), "/usr/local/bin/");
+    }
+
+    #[test]
+    fn long_values_stay_fast() {
+        let long = "ab".repeat(20_000);
+        let f = |w: &str| expand(w, &|_| Some(long.clone()), '\\').unwrap();
+        let start = std::time::Instant::now();
+        assert_eq!(f("${X//a/}").len(), 20_000);
+        assert_eq!(f("${X%%a*}"), "");
+        assert_eq!(f("${X#*b*b}").len(), 39_996);
+        assert!(start.elapsed() < std::time::Duration::from_secs(5));
     }
 
     #[test]
