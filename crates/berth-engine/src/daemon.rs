@@ -24,6 +24,8 @@ pub struct Daemon {
     pub events: Events,
     /// The quota filesystems (`--storage-opt size=`, sized volumes).
     pub quotas: crate::quota::Quotas,
+    /// Dockerfile builds: the build cache and the builds' directories.
+    pub builds: crate::build::Builds,
 }
 
 impl Daemon {
@@ -53,6 +55,7 @@ impl Daemon {
         let containers = Containers::open(&config)?;
         let networks = Networks::open(&config)?;
         let volumes = Volumes::open(&config)?;
+        let builds = crate::build::Builds::open(&config.data_root)?;
         let quotas = crate::quota::Quotas::new(&config.data_root);
         for (name, e) in quotas.restore() {
             tracing::warn!("quota filesystem {name}: {e}");
@@ -74,6 +77,7 @@ impl Daemon {
             volumes,
             events: Events::new(),
             quotas,
+            builds,
         });
         // rmi asks the containers whether an image is in use (weak: no cycle).
         let weak = Arc::downgrade(&d);

@@ -4,6 +4,7 @@
 //! error kind becomes an HTTP status in exactly one place (`error`).
 
 pub mod api;
+pub mod build;
 pub mod config;
 pub mod containers;
 pub mod daemon;

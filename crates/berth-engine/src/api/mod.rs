@@ -4,6 +4,7 @@
 
 pub mod archive;
 pub mod body;
+pub mod build;
 pub mod commit;
 pub mod containers;
 pub mod events;
@@ -36,6 +37,7 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
     let routes = Router::new()
         .merge(system::routes())
         .merge(images::routes())
+        .merge(build::routes())
         .merge(containers::routes())
         .merge(commit::routes())
         .merge(archive::routes())

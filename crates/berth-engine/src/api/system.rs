@@ -19,13 +19,6 @@ pub fn routes() -> Routes {
         .route("/_ping", get(ping).head(ping))
         .route("/version", get(version))
         .route("/info", get(info))
-        // `docker system prune` also prunes the build cache. berth has no build cache (issue
-        // 7) yet, so there is truly nothing to delete; the build engineers replace this.
-        .route("/build/prune", axum::routing::post(prune_build))
-}
-
-async fn prune_build() -> Json<Value> {
-    Json(json!({"CachesDeleted": [], "SpaceReclaimed": 0}))
 }
 
 async fn ping(method: Method) -> Response {
