@@ -99,14 +99,22 @@ fn build_args_miss_only_the_runs_that_see_them() {
     let ctx = ctx();
     build(&mut be, &ctx, DF).id();
     // A declared arg with a new value: every RUN after the ARG sees it.
-    let o = build_with(&mut be, &ctx, DF, |op| op.build_args = args(&[("VERSION", "2")]));
+    let o = build_with(&mut be, &ctx, DF, |op| {
+        op.build_args = args(&[("VERSION", "2")])
+    });
     assert_eq!(pattern(&o.out), "ccccxxxxx");
     // An undeclared one: nothing changes (and a warning).
-    let o = build_with(&mut be, &ctx, DF, |op| op.build_args = args(&[("OTHER", "2")]));
+    let o = build_with(&mut be, &ctx, DF, |op| {
+        op.build_args = args(&[("OTHER", "2")])
+    });
     assert_eq!(pattern(&o.out), "ccccccccc");
-    assert!(o.out.contains("[Warning] One or more build-args [OTHER] were not consumed"));
+    assert!(o
+        .out
+        .contains("[Warning] One or more build-args [OTHER] were not consumed"));
     // Proxy args are never part of the key.
-    let o = build_with(&mut be, &ctx, DF, |op| op.build_args = args(&[("HTTP_PROXY", "http://p:3128")]));
+    let o = build_with(&mut be, &ctx, DF, |op| {
+        op.build_args = args(&[("HTTP_PROXY", "http://p:3128")])
+    });
     assert_eq!(pattern(&o.out), "ccccccccc");
     assert!(!o.out.contains("Warning"));
 }

@@ -19,7 +19,11 @@ fn output_is_docker_classic() {
     assert_eq!(lines[0], "Step 1/4 : FROM base");
     assert_eq!(lines[1], format!(" ---> {}", &base[7..19]));
     assert_eq!(lines[2], "Step 2/4 : ENV A=1");
-    assert!(lines[3].starts_with(" ---> ") && lines[3].len() == 18, "{}", lines[3]);
+    assert!(
+        lines[3].starts_with(" ---> ") && lines[3].len() == 18,
+        "{}",
+        lines[3]
+    );
     assert_eq!(lines[4], "Step 3/4 : COPY a.txt /a.txt");
     assert_eq!(lines[6], "Step 4/4 : RUN echo hi");
     assert_eq!(lines[7], " ---> Running in 0123456789ab");
@@ -43,10 +47,18 @@ fn only_the_stages_the_target_needs_are_built() {
               FROM base\nCOPY --from=builder /bin/sh /out\nRUN echo final\n";
     let o = build(&mut be, &ctx, df);
     o.id();
-    let cmds: Vec<String> = be.runs.iter().map(|r| r.argv.last().unwrap().clone()).collect();
+    let cmds: Vec<String> = be
+        .runs
+        .iter()
+        .map(|r| r.argv.last().unwrap().clone())
+        .collect();
     assert_eq!(cmds, vec!["echo build", "echo final"]);
     // 2 stages: FROM + RUN, FROM + COPY + RUN.
-    assert!(o.out.starts_with("Step 1/5 : FROM base AS builder\n"), "{}", o.out);
+    assert!(
+        o.out.starts_with("Step 1/5 : FROM base AS builder\n"),
+        "{}",
+        o.out
+    );
     assert!(o.out.contains("Step 5/5 : RUN echo final"));
     assert!(!o.out.contains("unused"));
 
@@ -54,7 +66,11 @@ fn only_the_stages_the_target_needs_are_built() {
     let mut be = backend_with_base();
     let o = build_with(&mut be, &ctx, df, |op| op.target = Some("OTHER".into()));
     o.id();
-    let cmds: Vec<String> = be.runs.iter().map(|r| r.argv.last().unwrap().clone()).collect();
+    let cmds: Vec<String> = be
+        .runs
+        .iter()
+        .map(|r| r.argv.last().unwrap().clone())
+        .collect();
     assert_eq!(cmds, vec!["echo other"]);
 
     let o = build_with(&mut be, &ctx, df, |op| op.target = Some("nope".into()));
@@ -72,8 +88,21 @@ fn dependencies_by_index_from_and_mount() {
               FROM base AS three\nRUN echo three\n\
               FROM two\nCOPY --from=0 /bin/sh /x\nRUN --mount=type=bind,from=three,target=/t echo last\n";
     build(&mut be, &ctx, df).id();
-    let cmds: Vec<String> = be.runs.iter().map(|r| r.argv.last().unwrap().clone()).collect();
-    assert_eq!(cmds, vec!["echo zero", "echo one", "echo two", "echo three", "echo last"]);
+    let cmds: Vec<String> = be
+        .runs
+        .iter()
+        .map(|r| r.argv.last().unwrap().clone())
+        .collect();
+    assert_eq!(
+        cmds,
+        vec![
+            "echo zero",
+            "echo one",
+            "echo two",
+            "echo three",
+            "echo last"
+        ]
+    );
 }
 
 #[test]
@@ -93,7 +122,9 @@ fn meta_args_only_in_from_unless_redeclared() {
     be.add_image("base:2", &[], Default::default());
     let ctx = Ctx::new(&[]);
     let df = "ARG TAG=1\nARG V=meta\nFROM base${TAG:+:2}\nRUN echo [$TAG]\nENV A=[${V}]\nARG V\nENV B=[${V}]\n";
-    let o = build_with(&mut be, &ctx, df, |op| op.build_args = args(&[("TAG", "x")]));
+    let o = build_with(&mut be, &ctx, df, |op| {
+        op.build_args = args(&[("TAG", "x")])
+    });
     let id = o.id();
     assert!(be.image_lookups.contains(&"base:2".to_string()));
     let env = be.config(&id).env.unwrap_or_default();
@@ -110,7 +141,12 @@ fn build_args_override_defaults_env_wins_and_history_records_them() {
     let ctx = Ctx::new(&[]);
     let df = "FROM base\nARG A=1\nARG B\nARG C=c\nENV C=env\nRUN make\nENV D=$A-$B-$C\n";
     let o = build_with(&mut be, &ctx, df, |op| {
-        op.build_args = args(&[("B", "2"), ("UNUSED", "u"), ("ZZ", "z"), ("http_proxy", "http://p")]);
+        op.build_args = args(&[
+            ("B", "2"),
+            ("UNUSED", "u"),
+            ("ZZ", "z"),
+            ("http_proxy", "http://p"),
+        ]);
     });
     let id = o.id();
     let run = &be.runs[0];
@@ -120,11 +156,18 @@ fn build_args_override_defaults_env_wins_and_history_records_them() {
     assert!(!run.env.contains(&"C=c".to_string()));
     assert!(run.env.contains(&"http_proxy=http://p".to_string()));
     let h = be.history(&id);
-    assert!(h.contains(&"|2 A=1 B=2 /bin/sh -c make".to_string()), "{h:?}");
-    assert!(h.contains(&"/bin/sh -c #(nop)  ENV D=1-2-env".to_string()), "{h:?}");
+    assert!(
+        h.contains(&"|2 A=1 B=2 /bin/sh -c make".to_string()),
+        "{h:?}"
+    );
+    assert!(
+        h.contains(&"/bin/sh -c #(nop)  ENV D=1-2-env".to_string()),
+        "{h:?}"
+    );
     assert!(!h.iter().any(|l| l.contains("proxy")));
     assert!(
-        o.out.contains("[Warning] One or more build-args [UNUSED ZZ] were not consumed\n"),
+        o.out
+            .contains("[Warning] One or more build-args [UNUSED ZZ] were not consumed\n"),
         "{}",
         o.out
     );
@@ -152,7 +195,9 @@ fn platform_args_are_predefined() {
     let id = build(&mut be, &ctx, df).id();
     assert!(!be.runs[0].env.iter().any(|e| e.starts_with("TARGETARCH=")));
     assert!(be.runs[1].env.contains(&"TARGETARCH=amd64".to_string()));
-    assert!(be.runs[1].env.contains(&"TARGETPLATFORM=linux/amd64".to_string()));
+    assert!(be.runs[1]
+        .env
+        .contains(&"TARGETPLATFORM=linux/amd64".to_string()));
     let _ = id;
 }
 
@@ -205,7 +250,12 @@ MAINTAINER someone
 fn healthcheck_exec_and_none() {
     let mut be = backend_with_base();
     let ctx = Ctx::new(&[]);
-    let id = build(&mut be, &ctx, "FROM base\nHEALTHCHECK CMD [\"/bin/check\", \"-q\"]\n").id();
+    let id = build(
+        &mut be,
+        &ctx,
+        "FROM base\nHEALTHCHECK CMD [\"/bin/check\", \"-q\"]\n",
+    )
+    .id();
     assert_eq!(
         be.config(&id).healthcheck.unwrap(),
         serde_json::json!({"Test": ["CMD", "/bin/check", "-q"]})
@@ -225,7 +275,12 @@ fn entrypoint_resets_inherited_cmd_but_not_one_set_in_the_stage() {
     let c = be.config(&id);
     assert_eq!(c.entrypoint.unwrap(), vec!["/app"]);
     assert_eq!(c.cmd, None);
-    let id = build(&mut be, &ctx, "FROM base\nCMD [\"--help\"]\nENTRYPOINT /app run\n").id();
+    let id = build(
+        &mut be,
+        &ctx,
+        "FROM base\nCMD [\"--help\"]\nENTRYPOINT /app run\n",
+    )
+    .id();
     let c = be.config(&id);
     assert_eq!(c.entrypoint.unwrap(), vec!["/bin/sh", "-c", "/app run"]);
     assert_eq!(c.cmd.unwrap(), vec!["--help"]);
@@ -235,7 +290,12 @@ fn entrypoint_resets_inherited_cmd_but_not_one_set_in_the_stage() {
 fn workdir_is_created_once_and_relative_to_the_previous() {
     let mut be = backend_with_base();
     let ctx = Ctx::new(&[]);
-    let id = build(&mut be, &ctx, "FROM base\nWORKDIR /app\nWORKDIR src/../lib\nWORKDIR /tmp\n").id();
+    let id = build(
+        &mut be,
+        &ctx,
+        "FROM base\nWORKDIR /app\nWORKDIR src/../lib\nWORKDIR /tmp\n",
+    )
+    .id();
     let c = be.config(&id);
     assert_eq!(c.working_dir.as_deref(), Some("/tmp"));
     assert!(be.image_dir(&id).join("app/lib").is_dir());
@@ -250,7 +310,10 @@ fn workdir_is_created_once_and_relative_to_the_previous() {
     let first = be.images[&be.images[&parent].parent.clone().unwrap()].clone();
     let layer = first.layer.unwrap();
     assert_eq!(layer.len(), 1);
-    assert_eq!((layer[0].path.as_str(), layer[0].kind, layer[0].mode), ("app", 'd', 0o755));
+    assert_eq!(
+        (layer[0].path.as_str(), layer[0].kind, layer[0].mode),
+        ("app", 'd', 0o755)
+    );
 }
 
 #[test]
@@ -270,8 +333,15 @@ fn onbuild_triggers_run_after_from_and_are_not_inherited() {
     be.names.insert("withtriggers".into(), parent);
     let o = build(&mut be, &ctx, "FROM withtriggers\nENV X=1\n");
     let id = o.id();
-    assert!(o.out.contains("# Executing 2 build triggers\n"), "{}", o.out);
-    assert_eq!(be.runs.last().unwrap().argv.last().unwrap(), "echo from-trigger");
+    assert!(
+        o.out.contains("# Executing 2 build triggers\n"),
+        "{}",
+        o.out
+    );
+    assert_eq!(
+        be.runs.last().unwrap().argv.last().unwrap(),
+        "echo from-trigger"
+    );
     assert_eq!(be.read(&id, "/t.txt").as_deref(), Some("t"));
     assert_eq!(be.config(&id).on_build, None);
 }
@@ -321,8 +391,16 @@ fn scratch_and_labels_option() {
         op.labels.insert("team".into(), "core".into());
     });
     let id = o.id();
-    assert!(o.out.starts_with("Step 1/3 : FROM scratch\n ---> \n"), "{}", o.out);
-    assert!(o.out.contains("Step 3/3 : LABEL \"team\"='core'"), "{}", o.out);
+    assert!(
+        o.out.starts_with("Step 1/3 : FROM scratch\n ---> \n"),
+        "{}",
+        o.out
+    );
+    assert!(
+        o.out.contains("Step 3/3 : LABEL \"team\"='core'"),
+        "{}",
+        o.out
+    );
     assert_eq!(be.config(&id).labels.unwrap()["team"], "core");
     assert_eq!(be.read(&id, "/hello").as_deref(), Some("hi"));
     // An empty scratch stage produces no image.
@@ -337,11 +415,17 @@ fn run_exec_form_and_heredocs() {
     let df = "FROM base\nRUN [\"/bin/echo\", \"a b\"]\nRUN <<EOF\necho one\necho two\nEOF\nRUN <<EOF\n#!/usr/bin/env python3\nprint(1)\nEOF\nRUN cat <<A > /x\nbody\nA\n";
     let id = build(&mut be, &ctx, df).id();
     assert_eq!(be.runs[0].argv, vec!["/bin/echo", "a b"]);
-    assert_eq!(be.runs[1].argv, vec!["/bin/sh", "-c", "echo one\necho two\n"]);
+    assert_eq!(
+        be.runs[1].argv,
+        vec!["/bin/sh", "-c", "echo one\necho two\n"]
+    );
     assert_eq!(be.runs[2].argv, vec!["/dev/pipes/EOF"]);
     assert!(matches!(&be.runs[2].mounts[0],
         berth_build::backend::RunMountSpec::Bind { target, readonly: true, .. } if target == "/dev/pipes"));
-    assert_eq!(be.runs[3].argv, vec!["/bin/sh", "-c", "cat <<A > /x\nbody\nA\n"]);
+    assert_eq!(
+        be.runs[3].argv,
+        vec!["/bin/sh", "-c", "cat <<A > /x\nbody\nA\n"]
+    );
     let h = be.history(&id);
     assert_eq!(h[0], "/bin/echo a b");
 }
@@ -362,14 +446,34 @@ fn run_mounts_resolve_to_host_paths() {
     assert_eq!(r.mounts.len(), 4, "{:?}", r.mounts);
     assert_eq!(
         r.mounts[0],
-        RunMountSpec::Bind { source: ctx.path().join("src"), target: "/src".into(), readonly: true }
+        RunMountSpec::Bind {
+            source: ctx.path().join("src"),
+            target: "/src".into(),
+            readonly: true
+        }
     );
-    assert!(matches!(&r.mounts[1], RunMountSpec::Bind { target, readonly: false, .. } if target == "/root/.cache"));
-    assert_eq!(r.mounts[2], RunMountSpec::Tmpfs { target: "/scratch".into(), size: None });
+    assert!(
+        matches!(&r.mounts[1], RunMountSpec::Bind { target, readonly: false, .. } if target == "/root/.cache")
+    );
+    assert_eq!(
+        r.mounts[2],
+        RunMountSpec::Tmpfs {
+            target: "/scratch".into(),
+            size: None
+        }
+    );
     assert_eq!(
         r.mounts[3],
-        RunMountSpec::Bind { source: secret, target: "/run/secrets/tok".into(), readonly: true }
+        RunMountSpec::Bind {
+            source: secret,
+            target: "/run/secrets/tok".into(),
+            readonly: true
+        }
     );
-    let o = build(&mut be, &ctx, "FROM base\nRUN --mount=type=secret,id=missing,required cat x\n");
+    let o = build(
+        &mut be,
+        &ctx,
+        "FROM base\nRUN --mount=type=secret,id=missing,required cat x\n",
+    );
     assert!(o.err().to_string().contains("missing"), "{}", o.err());
 }

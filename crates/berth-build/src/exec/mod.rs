@@ -515,7 +515,7 @@ impl Builder<'_> {
     }
 
     /// The stage a FROM names (only earlier stages), if any.
-    fn from_stage_ref(&self, stage: &Stage, word: &str) -> Option<usize> {
+    fn base_stage_ref(&self, stage: &Stage, word: &str) -> Option<usize> {
         let want = word.to_lowercase();
         self.df.stages[..stage.index]
             .iter()
@@ -528,7 +528,7 @@ impl Builder<'_> {
     fn deps(&self, stage: &Stage) -> Vec<usize> {
         let mut deps = Vec::new();
         if let Ok(word) = self.expand_meta(&stage.image) {
-            if let Some(i) = self.from_stage_ref(stage, &word) {
+            if let Some(i) = self.base_stage_ref(stage, &word) {
                 deps.push(i);
             }
         }
@@ -652,7 +652,7 @@ impl Builder<'_> {
                 stage.image
             )));
         }
-        if let Some(i) = self.from_stage_ref(stage, &word) {
+        if let Some(i) = self.base_stage_ref(stage, &word) {
             let out = self.built.get(&i).cloned().ok_or_else(|| {
                 StepError::Invalid(format!("stage {word:?} was not built before this one"))
             })?;

@@ -8,7 +8,9 @@ use std::io::{Read, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use berth_build::backend::{Backend, BackendError, Commit, ImageId, ImageInfo, RunConfig, RunRequest};
+use berth_build::backend::{
+    Backend, BackendError, Commit, ImageId, ImageInfo, RunConfig, RunRequest,
+};
 use berth_build::{BuildError, BuildOptions, BuildResult};
 use sha2::{Digest, Sha256};
 
@@ -223,7 +225,11 @@ impl Backend for TestBackend {
             .names
             .get(reference)
             .cloned()
-            .or_else(|| self.images.contains_key(reference).then(|| reference.to_string()))
+            .or_else(|| {
+                self.images
+                    .contains_key(reference)
+                    .then(|| reference.to_string())
+            })
             .ok_or_else(|| {
                 BackendError::ImageNotFound(format!(
                     "pull access denied for {reference}, repository does not exist"
@@ -366,8 +372,11 @@ impl Ctx {
     }
 
     pub fn chmod(&self, path: &str, mode: u32) {
-        std::fs::set_permissions(self.dir.path().join(path), std::fs::Permissions::from_mode(mode))
-            .unwrap();
+        std::fs::set_permissions(
+            self.dir.path().join(path),
+            std::fs::Permissions::from_mode(mode),
+        )
+        .unwrap();
     }
 }
 
