@@ -16,12 +16,70 @@ const REAL: &[&str] = &[
 ];
 
 const ALPHABET: &[&str] = &[
-    "FROM ", "RUN ", "COPY ", "ADD ", "ENV ", "ARG ", "LABEL ", "CMD ", "ENTRYPOINT ", "SHELL ",
-    "EXPOSE ", "VOLUME ", "USER ", "WORKDIR ", "ONBUILD ", "STOPSIGNAL ", "HEALTHCHECK ",
-    "MAINTAINER ", "AS ", "NONE", "--mount=", "type=cache,", "target=/x", "--from=", "--chown=",
-    "--platform=", "--interval=", "--network=", "<<", "<<-", "EOF", "'", "\"", "\\", "`", "$",
-    "${", "}", ":-", ":+", "#", "%", "/", "[", "]", ",", "=", " ", "\t", "\n", "\r\n", "\\\n",
-    "# escape=`\n", "# syntax=x\n", "a", "b", "x y", "é", "☕", "\u{feff}", "*", "**", "?", "!",
+    "FROM ",
+    "RUN ",
+    "COPY ",
+    "ADD ",
+    "ENV ",
+    "ARG ",
+    "LABEL ",
+    "CMD ",
+    "ENTRYPOINT ",
+    "SHELL ",
+    "EXPOSE ",
+    "VOLUME ",
+    "USER ",
+    "WORKDIR ",
+    "ONBUILD ",
+    "STOPSIGNAL ",
+    "HEALTHCHECK ",
+    "MAINTAINER ",
+    "AS ",
+    "NONE",
+    "--mount=",
+    "type=cache,",
+    "target=/x",
+    "--from=",
+    "--chown=",
+    "--platform=",
+    "--interval=",
+    "--network=",
+    "<<",
+    "<<-",
+    "EOF",
+    "'",
+    "\"",
+    "\\",
+    "`",
+    "$",
+    "${",
+    "}",
+    ":-",
+    ":+",
+    "#",
+    "%",
+    "/",
+    "[",
+    "]",
+    ",",
+    "=",
+    " ",
+    "\t",
+    "\n",
+    "\r\n",
+    "\\\n",
+    "# escape=`\n",
+    "# syntax=x\n",
+    "a",
+    "b",
+    "x y",
+    "é",
+    "☕",
+    "\u{feff}",
+    "*",
+    "**",
+    "?",
+    "!",
 ];
 
 fn line_count(src: &str) -> usize {
@@ -50,7 +108,10 @@ fn check_parse(src: &str) {
                     std::iter::once(s.line).chain(s.instructions.iter().map(|i| i.line))
                 }));
             for line in lines {
-                assert!(line > last && line <= n, "line {line} after {last} (of {n}) in {src:?}");
+                assert!(
+                    line > last && line <= n,
+                    "line {line} after {last} (of {n}) in {src:?}"
+                );
                 last = line;
             }
             for stage in &df.stages {
@@ -145,7 +206,11 @@ fn the_real_files_parse() {
 
 #[test]
 fn pathological_inputs() {
-    let deep_json = format!("FROM a\nCMD {}{}\n", "[".repeat(100_000), "]".repeat(100_000));
+    let deep_json = format!(
+        "FROM a\nCMD {}{}\n",
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
     let deep_subst = format!("FROM a\nENV X={}\n", "${a:-".repeat(50_000));
     let long_line = format!("FROM a\nRUN {}\n", "x \\".repeat(100_000));
     let many_heredocs = format!("FROM a\nRUN {}\n", "<<E ".repeat(5_000));

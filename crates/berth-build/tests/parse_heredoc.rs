@@ -27,7 +27,10 @@ fn run_heredoc_body_and_following_lines() {
     assert_eq!(i.len(), 2);
     let Inst::Run(r) = &i[0].kind else { panic!() };
     assert_eq!(r.cmd, CmdLine::Shell("<<EOF".into()));
-    assert_eq!(r.heredocs, [doc("EOF", "apk add curl\necho \"$HOME\"\n", true)]);
+    assert_eq!(
+        r.heredocs,
+        [doc("EOF", "apk add curl\necho \"$HOME\"\n", true)]
+    );
     assert_eq!(i[0].line, 2);
     assert_eq!(i[0].original, "RUN <<EOF");
     assert_eq!(i[1].line, 6, "lines after a heredoc keep their numbers");
@@ -45,12 +48,17 @@ fn quoted_delimiters_do_not_expand() {
 
 #[test]
 fn dash_strips_leading_tabs() {
-    let src = "FROM a\nRUN <<-EOT\n\tif true; then\n\t\techo yes\n\tfi\n  spaces stay\n\tEOT\nRUN x\n";
+    let src =
+        "FROM a\nRUN <<-EOT\n\tif true; then\n\t\techo yes\n\tfi\n  spaces stay\n\tEOT\nRUN x\n";
     let i = stage0(src);
     let Inst::Run(r) = &i[0].kind else { panic!() };
     assert_eq!(
         r.heredocs,
-        [doc("EOT", "if true; then\necho yes\nfi\n  spaces stay\n", true)]
+        [doc(
+            "EOT",
+            "if true; then\necho yes\nfi\n  spaces stay\n",
+            true
+        )]
     );
     assert_eq!(i[1].line, 8);
 }
@@ -70,7 +78,9 @@ fn several_heredocs_on_one_line() {
     );
     // With a program reading the heredoc, and flags before it.
     let src = "FROM a\nRUN --network=none python3 <<EOF\nprint('hi')\nEOF\n";
-    let Inst::Run(r) = &stage0(src)[0].kind else { panic!() };
+    let Inst::Run(r) = &stage0(src)[0].kind else {
+        panic!()
+    };
     assert_eq!(r.cmd, CmdLine::Shell("python3 <<EOF".into()));
     assert_eq!(r.heredocs[0].content, "print('hi')\n");
 }
@@ -96,7 +106,10 @@ fn body_lines_are_not_instructions_or_comments() {
     let src = "FROM a\nRUN <<EOF\n# not a comment\nFROM nothing \\\n\nEOF\nCMD x\n";
     let i = stage0(src);
     let Inst::Run(r) = &i[0].kind else { panic!() };
-    assert_eq!(r.heredocs[0].content, "# not a comment\nFROM nothing \\\n\n");
+    assert_eq!(
+        r.heredocs[0].content,
+        "# not a comment\nFROM nothing \\\n\n"
+    );
     assert_eq!(i.len(), 2);
     // CRLF: the delimiter matches without its \r, the body keeps its bytes.
     let i = stage0("FROM a\r\nRUN <<EOF\r\nx\r\nEOF\r\n");
@@ -132,7 +145,9 @@ fn onbuild_heredoc_is_kept_in_the_trigger() {
     assert_eq!(i[1].kind, Inst::User("x".into()));
     // The trigger parses again to the same heredoc.
     let again = parse(&format!("FROM a\n{}\n", "RUN <<EOF\necho hi\nEOF")).unwrap();
-    let Inst::Run(r) = &again.stages[0].instructions[0].kind else { panic!() };
+    let Inst::Run(r) = &again.stages[0].instructions[0].kind else {
+        panic!()
+    };
     assert_eq!(r.heredocs, [doc("EOF", "echo hi\n", true)]);
 }
 

@@ -44,7 +44,11 @@ fn from_forms_and_stages() {
     assert_eq!(d.stages.len(), 2);
     let s0 = &d.stages[0];
     assert_eq!(s0.index, 0);
-    assert_eq!(s0.name.as_deref(), Some("build"), "stage names are lowercased");
+    assert_eq!(
+        s0.name.as_deref(),
+        Some("build"),
+        "stage names are lowercased"
+    );
     assert_eq!(s0.image, "${BASE}:3");
     assert_eq!(s0.platform.as_deref(), Some("$BUILDPLATFORM"));
     assert_eq!(s0.line, 2);
@@ -54,9 +58,15 @@ fn from_forms_and_stages() {
     );
     assert_eq!(s0.instructions.len(), 1);
     let s1 = &d.stages[1];
-    assert_eq!((s1.index, s1.name.as_deref(), s1.image.as_str()), (1, None, "scratch"));
+    assert_eq!(
+        (s1.index, s1.name.as_deref(), s1.image.as_str()),
+        (1, None, "scratch")
+    );
     assert_eq!(s1.line, 4);
-    assert_eq!(copy_of(s1.instructions[0].kind.clone()).from.as_deref(), Some("build"));
+    assert_eq!(
+        copy_of(s1.instructions[0].kind.clone()).from.as_deref(),
+        Some("build")
+    );
 }
 
 #[test]
@@ -66,13 +76,18 @@ fn stage_names() {
     }
     for bad in ["1a", "-a", "a/b", "a:b", "é"] {
         let e = parse(&format!("FROM a AS {bad}\n")).unwrap_err();
-        assert!(e.message.contains("invalid name for build stage"), "{bad}: {e}");
+        assert!(
+            e.message.contains("invalid name for build stage"),
+            "{bad}: {e}"
+        );
     }
     let e = parse("FROM a AS x\nFROM b as X\n").unwrap_err();
     assert_eq!(e.line, 2);
     assert!(e.message.contains("duplicate stage name \"x\""), "{e}");
     let e = parse("FROM a b\n").unwrap_err();
-    assert!(e.message.contains("FROM requires either one or three arguments"));
+    assert!(e
+        .message
+        .contains("FROM requires either one or three arguments"));
 }
 
 #[test]
@@ -144,7 +159,10 @@ fn backtick_escape_directive() {
     assert!(e.message.contains("invalid escape token"), "{e}");
     let e = parse("# escape=`\n# escape=\\\nFROM a\n").unwrap_err();
     assert_eq!(e.line, 2);
-    assert!(e.message.contains("only one escape parser directive"), "{e}");
+    assert!(
+        e.message.contains("only one escape parser directive"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -159,7 +177,10 @@ fn run_forms_and_flags() {
         })
     );
     // Not valid JSON: shell form, as written.
-    assert_eq!(one("RUN [\"echo\", x]"), Inst::Run(run_shell("[\"echo\", x]")));
+    assert_eq!(
+        one("RUN [\"echo\", x]"),
+        Inst::Run(run_shell("[\"echo\", x]"))
+    );
     let Inst::Run(r) = one("RUN --network=none --security=insecure --mount=type=cache,target=/root/.cache,id=pip,sharing=locked,mode=0755,uid=1000,gid=1000 pip install x") else { panic!() };
     assert_eq!(r.network, Some(RunNetwork::None));
     assert_eq!(r.cmd, CmdLine::Shell("pip install x".into()));
@@ -168,7 +189,10 @@ fn run_forms_and_flags() {
     assert_eq!(m.target.as_deref(), Some("/root/.cache"));
     assert_eq!(m.id.as_deref(), Some("pip"));
     assert_eq!(m.sharing, CacheSharing::Locked);
-    assert_eq!((m.mode, m.uid, m.gid), (Some(0o755), Some(1000), Some(1000)));
+    assert_eq!(
+        (m.mode, m.uid, m.gid),
+        (Some(0o755), Some(1000), Some(1000))
+    );
     assert!(!m.readonly, "cache mounts are writable by default");
     let Inst::Run(r) = one("RUN --network=host --mount=type=bind,from=build,src=/out,dst=/in --mount=type=bind,source=.,target=/ctx,rw true") else { panic!() };
     assert_eq!(r.network, Some(RunNetwork::Host));
@@ -206,19 +230,55 @@ fn bad_run_flags() {
         ("RUN --security=weird x", "unsupported security mode"),
         ("RUN --mount=type=nfs,target=/x x", "unsupported mount type"),
         ("RUN --mount=type=bind x", "needs a target"),
-        ("RUN --mount=type=cache,target=/x,sharing=all x", "unsupported sharing value"),
-        ("RUN --mount=type=bind,target=/x,sharing=locked x", "invalid cache sharing"),
-        ("RUN --mount=type=bind,target=/x,mode=0700 x", "mode not allowed"),
-        ("RUN --mount=type=cache,target=/x,mode=99 x", "invalid value 99 for mode"),
-        ("RUN --mount=type=cache,target=/x,uid=me x", "invalid value me for uid"),
-        ("RUN --mount=type=cache,target=/x,size=1m x", "unexpected key 'size'"),
-        ("RUN --mount=type=tmpfs,target=/x,size=lots x", "invalid value for size"),
-        ("RUN --mount=type=bind,target=/x,required x", "unexpected key 'required'"),
-        ("RUN --mount=type=cache,target=/x,bogus=1 x", "unexpected key 'bogus'"),
-        ("RUN --mount=type=cache,target=/x,justaword x", "must be a key=value pair"),
-        ("RUN --mount=type=cache,target=/x,ro=maybe x", "invalid value for ro"),
+        (
+            "RUN --mount=type=cache,target=/x,sharing=all x",
+            "unsupported sharing value",
+        ),
+        (
+            "RUN --mount=type=bind,target=/x,sharing=locked x",
+            "invalid cache sharing",
+        ),
+        (
+            "RUN --mount=type=bind,target=/x,mode=0700 x",
+            "mode not allowed",
+        ),
+        (
+            "RUN --mount=type=cache,target=/x,mode=99 x",
+            "invalid value 99 for mode",
+        ),
+        (
+            "RUN --mount=type=cache,target=/x,uid=me x",
+            "invalid value me for uid",
+        ),
+        (
+            "RUN --mount=type=cache,target=/x,size=1m x",
+            "unexpected key 'size'",
+        ),
+        (
+            "RUN --mount=type=tmpfs,target=/x,size=lots x",
+            "invalid value for size",
+        ),
+        (
+            "RUN --mount=type=bind,target=/x,required x",
+            "unexpected key 'required'",
+        ),
+        (
+            "RUN --mount=type=cache,target=/x,bogus=1 x",
+            "unexpected key 'bogus'",
+        ),
+        (
+            "RUN --mount=type=cache,target=/x,justaword x",
+            "must be a key=value pair",
+        ),
+        (
+            "RUN --mount=type=cache,target=/x,ro=maybe x",
+            "invalid value for ro",
+        ),
         ("RUN --mount=type=secret x", "invalid secret mount"),
-        ("RUN --mount=type=secret,id=a,from=b x", "secret mount should not have a from"),
+        (
+            "RUN --mount=type=secret,id=a,from=b x",
+            "secret mount should not have a from",
+        ),
         ("RUN --mount=type=secret,id=a,src=b x", "both source and id"),
         ("RUN [1, 2]", "arrays must be comprised of strings only"),
     ] {
@@ -230,15 +290,33 @@ fn bad_run_flags() {
 
 #[test]
 fn cmd_entrypoint_shell() {
-    assert_eq!(one("CMD [\"nginx\", \"-g\", \"daemon off;\"]"), Inst::Cmd(CmdLine::Exec(strings(&["nginx", "-g", "daemon off;"]))));
-    assert_eq!(one("CMD echo $HOME"), Inst::Cmd(CmdLine::Shell("echo $HOME".into())));
+    assert_eq!(
+        one("CMD [\"nginx\", \"-g\", \"daemon off;\"]"),
+        Inst::Cmd(CmdLine::Exec(strings(&["nginx", "-g", "daemon off;"])))
+    );
+    assert_eq!(
+        one("CMD echo $HOME"),
+        Inst::Cmd(CmdLine::Shell("echo $HOME".into()))
+    );
     assert_eq!(one("CMD []"), Inst::Cmd(CmdLine::Exec(vec![])));
-    assert_eq!(one("ENTRYPOINT [\"/bin/tini\", \"--\"]"), Inst::Entrypoint(CmdLine::Exec(strings(&["/bin/tini", "--"]))));
+    assert_eq!(
+        one("ENTRYPOINT [\"/bin/tini\", \"--\"]"),
+        Inst::Entrypoint(CmdLine::Exec(strings(&["/bin/tini", "--"])))
+    );
     // Single quotes are not JSON: shell form (Docker's rule).
-    assert_eq!(one("ENTRYPOINT ['a', 'b']"), Inst::Entrypoint(CmdLine::Shell("['a', 'b']".into())));
-    assert_eq!(one("SHELL [\"powershell\", \"-Command\"]"), Inst::Shell(strings(&["powershell", "-Command"])));
+    assert_eq!(
+        one("ENTRYPOINT ['a', 'b']"),
+        Inst::Entrypoint(CmdLine::Shell("['a', 'b']".into()))
+    );
+    assert_eq!(
+        one("SHELL [\"powershell\", \"-Command\"]"),
+        Inst::Shell(strings(&["powershell", "-Command"]))
+    );
     for (line, want) in [
-        ("SHELL /bin/bash -c", "SHELL requires the arguments to be in JSON form"),
+        (
+            "SHELL /bin/bash -c",
+            "SHELL requires the arguments to be in JSON form",
+        ),
         ("SHELL []", "SHELL requires at least one argument"),
         ("SHELL", "SHELL requires at least one argument"),
         ("CMD [\"a\", 1]", "strings only"),
@@ -263,8 +341,17 @@ fn env_and_label_quoting() {
         ])
     );
     // The old form: the value is the rest of the line, spaces and all.
-    assert_eq!(one("ENV PATH /usr/local/bin:$PATH  x"), Inst::Env(vec![("PATH".into(), "/usr/local/bin:$PATH  x".into())]));
-    assert_eq!(one("ENV A=\"x \\\" y\" B=z"), Inst::Env(vec![("A".into(), "\"x \\\" y\"".into()), ("B".into(), "z".into())]));
+    assert_eq!(
+        one("ENV PATH /usr/local/bin:$PATH  x"),
+        Inst::Env(vec![("PATH".into(), "/usr/local/bin:$PATH  x".into())])
+    );
+    assert_eq!(
+        one("ENV A=\"x \\\" y\" B=z"),
+        Inst::Env(vec![
+            ("A".into(), "\"x \\\" y\"".into()),
+            ("B".into(), "z".into())
+        ])
+    );
     assert_eq!(
         one("LABEL \"com.example.vendor\"=\"ACME Inc\" version=1.0 description=\"multi\\\n   line\""),
         Inst::Label(vec![
@@ -273,7 +360,10 @@ fn env_and_label_quoting() {
             ("description".into(), "\"multi   line\"".into()),
         ])
     );
-    assert_eq!(one("LABEL maintainer someone@example.com"), Inst::Label(vec![("maintainer".into(), "someone@example.com".into())]));
+    assert_eq!(
+        one("LABEL maintainer someone@example.com"),
+        Inst::Label(vec![("maintainer".into(), "someone@example.com".into())])
+    );
     for (line, want) in [
         ("ENV", "ENV requires at least one argument"),
         ("ENV A", "ENV must have two arguments"),
@@ -292,24 +382,54 @@ fn arg_expose_volume_user_workdir_misc() {
     assert_eq!(
         one("ARG A B=2 C=\"x y\""),
         Inst::Arg(vec![
-            ArgDecl { name: "A".into(), default: None },
-            ArgDecl { name: "B".into(), default: Some("2".into()) },
-            ArgDecl { name: "C".into(), default: Some("\"x y\"".into()) },
+            ArgDecl {
+                name: "A".into(),
+                default: None
+            },
+            ArgDecl {
+                name: "B".into(),
+                default: Some("2".into())
+            },
+            ArgDecl {
+                name: "C".into(),
+                default: Some("\"x y\"".into())
+            },
         ])
     );
-    assert_eq!(one("EXPOSE 80/tcp  443 ${PORT}"), Inst::Expose(strings(&["80/tcp", "443", "${PORT}"])));
-    assert_eq!(one("VOLUME /data /logs"), Inst::Volume(strings(&["/data", "/logs"])));
-    assert_eq!(one("VOLUME [\"/data\", \"/my logs\"]"), Inst::Volume(strings(&["/data", "/my logs"])));
+    assert_eq!(
+        one("EXPOSE 80/tcp  443 ${PORT}"),
+        Inst::Expose(strings(&["80/tcp", "443", "${PORT}"]))
+    );
+    assert_eq!(
+        one("VOLUME /data /logs"),
+        Inst::Volume(strings(&["/data", "/logs"]))
+    );
+    assert_eq!(
+        one("VOLUME [\"/data\", \"/my logs\"]"),
+        Inst::Volume(strings(&["/data", "/my logs"]))
+    );
     assert_eq!(one("USER app:app"), Inst::User("app:app".into()));
-    assert_eq!(one("WORKDIR \"/my dir\""), Inst::Workdir("\"/my dir\"".into()));
-    assert_eq!(one("STOPSIGNAL SIGQUIT"), Inst::StopSignal("SIGQUIT".into()));
-    assert_eq!(one("MAINTAINER Jane <jane@example.com>"), Inst::Maintainer("Jane <jane@example.com>".into()));
+    assert_eq!(
+        one("WORKDIR \"/my dir\""),
+        Inst::Workdir("\"/my dir\"".into())
+    );
+    assert_eq!(
+        one("STOPSIGNAL SIGQUIT"),
+        Inst::StopSignal("SIGQUIT".into())
+    );
+    assert_eq!(
+        one("MAINTAINER Jane <jane@example.com>"),
+        Inst::Maintainer("Jane <jane@example.com>".into())
+    );
     for (line, want) in [
         ("ARG", "ARG requires at least one argument"),
         ("ARG =1", "ARG names can not be blank"),
         ("EXPOSE", "EXPOSE requires at least one argument"),
         ("VOLUME", "VOLUME requires at least one argument"),
-        ("VOLUME [\"\"]", "VOLUME specified can not be an empty string"),
+        (
+            "VOLUME [\"\"]",
+            "VOLUME specified can not be an empty string",
+        ),
         ("USER", "USER requires exactly one argument"),
         ("WORKDIR", "WORKDIR requires exactly one argument"),
         ("STOPSIGNAL", "STOPSIGNAL requires exactly one argument"),
@@ -335,7 +455,9 @@ fn copy_and_add() {
     assert!(c.json);
     assert_eq!(c.sources, ["a b", "c"]);
     assert_eq!(c.dest, "/d e/");
-    let inst = one("ADD --checksum=sha256:abc --keep-git-dir=true --link=false https://example.com/x.tgz /x");
+    let inst = one(
+        "ADD --checksum=sha256:abc --keep-git-dir=true --link=false https://example.com/x.tgz /x",
+    );
     assert!(matches!(inst, Inst::Add(_)));
     let c = copy_of(inst);
     assert_eq!(c.checksum.as_deref(), Some("sha256:abc"));
@@ -347,8 +469,14 @@ fn copy_and_add() {
         ("ADD --from=x a b", "unknown flag: from"),
         ("COPY --checksum=sha256:x a b", "unknown flag: checksum"),
         ("COPY --from a b", "missing a value on flag: from"),
-        ("COPY --link=maybe a b", "expecting boolean value for flag link"),
-        ("COPY --from=a --from=b a b", "duplicate flag specified: from"),
+        (
+            "COPY --link=maybe a b",
+            "expecting boolean value for flag link",
+        ),
+        (
+            "COPY --from=a --from=b a b",
+            "duplicate flag specified: from",
+        ),
         ("COPY a <<EOF", "cannot accept a heredoc as a destination"),
     ] {
         let e = parse(&format!("FROM a\n{line}\n")).unwrap_err();
@@ -359,7 +487,10 @@ fn copy_and_add() {
 
 #[test]
 fn healthcheck() {
-    assert_eq!(one("HEALTHCHECK NONE"), Inst::Healthcheck(Healthcheck::None));
+    assert_eq!(
+        one("HEALTHCHECK NONE"),
+        Inst::Healthcheck(Healthcheck::None)
+    );
     assert_eq!(
         one("HEALTHCHECK --interval=30s --timeout=5s --start-period=1m --start-interval=2s --retries=3 CMD curl -f http://localhost/ || exit 1"),
         Inst::Healthcheck(Healthcheck::Cmd {
@@ -388,8 +519,14 @@ fn healthcheck() {
         ("HEALTHCHECK CMD", "Missing command after HEALTHCHECK CMD"),
         ("HEALTHCHECK RUN x", "Unknown type \"RUN\" in HEALTHCHECK"),
         ("HEALTHCHECK --interval=5 CMD x", "invalid duration"),
-        ("HEALTHCHECK --interval=1us CMD x", "cannot be less than 1ms"),
-        ("HEALTHCHECK --retries=0 CMD x", "--retries must be at least 1"),
+        (
+            "HEALTHCHECK --interval=1us CMD x",
+            "cannot be less than 1ms",
+        ),
+        (
+            "HEALTHCHECK --retries=0 CMD x",
+            "--retries must be at least 1",
+        ),
         ("HEALTHCHECK --retries=x CMD x", "--retries"),
         ("HEALTHCHECK --every=1s CMD x", "unknown flag: every"),
     ] {
@@ -401,11 +538,20 @@ fn healthcheck() {
 #[test]
 fn onbuild() {
     assert_eq!(one("ONBUILD RUN make"), Inst::Onbuild("RUN make".into()));
-    assert_eq!(one("onbuild  COPY --from=x a /b"), Inst::Onbuild("COPY --from=x a /b".into()));
+    assert_eq!(
+        one("onbuild  COPY --from=x a /b"),
+        Inst::Onbuild("COPY --from=x a /b".into())
+    );
     for (line, want) in [
-        ("ONBUILD ONBUILD RUN x", "Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed"),
+        (
+            "ONBUILD ONBUILD RUN x",
+            "Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed",
+        ),
         ("ONBUILD FROM x", "FROM isn't allowed as an ONBUILD trigger"),
-        ("ONBUILD maintainer x", "MAINTAINER isn't allowed as an ONBUILD trigger"),
+        (
+            "ONBUILD maintainer x",
+            "MAINTAINER isn't allowed as an ONBUILD trigger",
+        ),
         ("ONBUILD", "ONBUILD requires at least one argument"),
         ("ONBUILD BOGUS x", "unknown instruction: BOGUS"),
         ("ONBUILD COPY a", "COPY requires at least two arguments"),
@@ -424,7 +570,10 @@ fn unknown_instructions_and_missing_from() {
     assert!(e.message.contains("did you mean RUN?"), "{e}");
     let e = parse("# hi\nARG X\n\nRUN x\nFROM a\n").unwrap_err();
     assert_eq!(e.line, 4);
-    assert!(e.message.contains("no build stage in current context"), "{e}");
+    assert!(
+        e.message.contains("no build stage in current context"),
+        "{e}"
+    );
     let e = parse("ARG X\n").unwrap_err();
     assert!(e.message.contains("no stages"), "{e}");
     let e = parse("# only a comment\n\n").unwrap_err();
@@ -441,6 +590,9 @@ fn unknown_instructions_and_missing_from() {
 fn utf8_and_bom() {
     let d = df("\u{feff}FROM alpine\nLABEL descr=\"naïve café ☕\"\nRUN echo ü\\\n  ö\n");
     let i = &d.stages[0].instructions;
-    assert_eq!(i[0].kind, Inst::Label(vec![("descr".into(), "\"naïve café ☕\"".into())]));
+    assert_eq!(
+        i[0].kind,
+        Inst::Label(vec![("descr".into(), "\"naïve café ☕\"".into())])
+    );
     assert_eq!(i[1].kind, Inst::Run(run_shell("echo ü  ö")));
 }
