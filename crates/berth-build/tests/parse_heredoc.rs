@@ -160,3 +160,12 @@ fn unterminated_heredoc_names_its_line() {
     assert_eq!(e.line, 2);
     assert!(e.message.contains("\"B\""), "{e}");
 }
+
+#[test]
+fn errors_after_a_heredoc_count_its_body_lines() {
+    let e = parse("FROM a\nRUN <<EOF\none\ntwo\nEOF\nBOGUS x\n").unwrap_err();
+    assert_eq!(e.line, 6);
+    assert!(e.message.contains("unknown instruction: BOGUS"), "{e}");
+    let e = parse("FROM a\nCOPY <<-EOF /x\n\tbody\n\tEOF\nCOPY y\n").unwrap_err();
+    assert_eq!(e.line, 5);
+}
