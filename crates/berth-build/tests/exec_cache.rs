@@ -38,6 +38,7 @@ fn unchanged_rebuild_is_all_cache_and_same_image() {
     assert_eq!(pattern(&first.out), "xxxxxxxxx");
     let commits = be.commits;
     let runs = be.runs.len();
+    let rootfs_calls = be.rootfs_calls;
     let t = std::time::Instant::now();
     let second = build(&mut be, &ctx, DF);
     let elapsed = t.elapsed();
@@ -47,6 +48,8 @@ fn unchanged_rebuild_is_all_cache_and_same_image() {
     assert_eq!(second.ok().steps, 0);
     assert_eq!(be.commits, commits);
     assert_eq!(be.runs.len(), runs);
+    // No image rootfs is needed (mounted) to decide that COPY and WORKDIR steps are cached.
+    assert_eq!(be.rootfs_calls, rootfs_calls);
     assert!(elapsed.as_millis() < 100, "cached rebuild took {elapsed:?}");
 }
 

@@ -286,8 +286,26 @@ impl State {
 /// How a prepared step produces its image.
 pub(crate) enum Action {
     Config,
-    Layer(Vec<copy::Item>),
     Run(RunRequest),
+    /// WORKDIR: create the directory in a layer if the parent image lacks it.
+    Workdir(String),
+    /// COPY/ADD: planned against the parent's rootfs only when the cache misses.
+    Copy(Box<CopyJob>),
+}
+
+/// A COPY/ADD whose cache key is known; the layer is planned and written on a miss.
+pub(crate) struct CopyJob {
+    cmd: &'static str,
+    sources: Vec<copy::Source>,
+    src_root: Root,
+    from_context: bool,
+    dest: String,
+    workdir: String,
+    chown: Option<String>,
+    chmod: Option<u32>,
+    parents: bool,
+    exclude: Vec<String>,
+    extract: bool,
 }
 
 /// A step ready to be looked up in the cache or performed.
@@ -336,6 +354,8 @@ pub(crate) struct Builder<'a> {
     executed: usize,
     cached: usize,
     tmp_seq: usize,
+    /// An empty directory made on first use (see `empty_root`), removed at the end.
+    empty: Option<PathBuf>,
 }
 
 /// Runs a build of `dockerfile` with `opts` through `backend`, writing progress to `out`.
@@ -364,8 +384,13 @@ pub fn build(
         executed: 0,
         cached: 0,
         tmp_seq: 0,
+        empty: None,
     };
-    b.run()
+    let result = b.run();
+    if let Some(p) = b.empty.take() {
+        let _ = std::fs::remove_dir(p);
+    }
+    result
 }
 
 impl Builder<'_> {
@@ -764,12 +789,13 @@ impl Builder<'_> {
         };
         let id = match &p.action {
             Action::Config => self.backend.commit_config(&commit)?,
-            Action::Layer(items) => {
-                let path = self.tmp_path("layer.tar");
-                let result = copy::write_layer(items, &path)
-                    .and_then(|()| Ok(self.backend.commit_layer(&commit, &path)?));
-                let _ = std::fs::remove_file(&path);
-                result?
+            Action::Workdir(dir) => match self.workdir_layer(st, dir)? {
+                Some(items) => self.commit_items(&commit, &items)?,
+                None => self.backend.commit_config(&commit)?,
+            },
+            Action::Copy(job) => {
+                let items = self.copy_layer(st, job)?;
+                self.commit_items(&commit, &items)?
             }
             Action::Run(req) => self.backend.run(&commit, req, &mut *self.out)?,
         };
@@ -779,6 +805,83 @@ impl Builder<'_> {
         st.author = p.author.clone();
         self.executed += 1;
         Ok(())
+    }
+
+    fn commit_items(
+        &mut self,
+        commit: &Commit,
+        items: &[copy::Item],
+    ) -> Result<ImageId, StepError> {
+        let path = self.tmp_path("layer.tar");
+        let result = copy::write_layer(items, &path)
+            .and_then(|()| Ok(self.backend.commit_layer(commit, &path)?));
+        let _ = std::fs::remove_file(&path);
+        result
+    }
+
+    /// The layer of a WORKDIR whose directory is missing from the parent image (`None`: it
+    /// exists, the step changes only the config).
+    fn workdir_layer(
+        &mut self,
+        st: &State,
+        dir: &str,
+    ) -> Result<Option<Vec<copy::Item>>, StepError> {
+        let root = Root::image(self.backend.rootfs(st.image.as_ref())?);
+        let prefix = root.walk(dir.trim_start_matches('/'), true)?;
+        if prefix.missing.is_empty() {
+            if prefix.meta.as_ref().is_some_and(|m| !m.is_dir()) {
+                return Err(StepError::Invalid(format!(
+                    "cannot create the working directory {dir}: a file of that name exists"
+                )));
+            }
+            return Ok(None);
+        }
+        let mut dirs = Vec::new();
+        let mut cur = prefix.rel.clone();
+        for c in &prefix.missing {
+            cur = fsroot::join_rel(&cur, c);
+            dirs.push(cur.clone());
+        }
+        let items = copy::dir_entries(&dirs);
+        Ok(Some(copy::with_parents(&root, items, None, (0, 0))))
+    }
+
+    /// The layer of a COPY/ADD, planned against the parent's rootfs (destination rules, owner
+    /// names, parent directories).
+    fn copy_layer(&mut self, st: &State, job: &CopyJob) -> Result<Vec<copy::Item>, StepError> {
+        let dst_root = Root::image(self.backend.rootfs(st.image.as_ref())?);
+        let owner = match &job.chown {
+            Some(spec) => fsroot::resolve_chown(&dst_root, spec)?,
+            None => (0, 0),
+        };
+        let exclude = exclude_matcher(&job.exclude)?;
+        let spec = copy::CopySpec {
+            cmd: job.cmd,
+            sources: job.sources.clone(),
+            src_root: &job.src_root,
+            ignore: job.from_context.then_some(&self.ignore),
+            dest: job.dest.clone(),
+            workdir: job.workdir.clone(),
+            dst_root: &dst_root,
+            owner,
+            chmod: job.chmod,
+            parents: job.parents,
+            exclude,
+            extract: job.extract,
+        };
+        Ok(spec.plan()?.items)
+    }
+
+    /// An empty directory: the stand-in destination root for COPY's cache key (the real
+    /// parent rootfs is a function of the parent id, which the key holds already).
+    fn empty_root(&mut self) -> Result<Root, StepError> {
+        if self.empty.is_none() {
+            let p = self.tmp_path("empty");
+            std::fs::create_dir_all(&p)
+                .map_err(|e| StepError::Io(format!("{}: {e}", p.display())))?;
+            self.empty = Some(p);
+        }
+        Ok(Root::image(self.empty.clone().unwrap_or_default()))
     }
 
     fn config_step(
@@ -1045,26 +1148,7 @@ impl Builder<'_> {
         let mut cfg = st.config.clone();
         cfg.working_dir = Some(dir.clone());
         let created_by = nop(&st.config, &format!("WORKDIR {dir}"));
-        let root = Root::image(self.backend.rootfs(st.image.as_ref())?);
-        let rel = dir.trim_start_matches('/');
-        let prefix = root.walk(rel, true)?;
-        let action = if prefix.missing.is_empty() {
-            if prefix.meta.as_ref().is_some_and(|m| !m.is_dir()) {
-                return Err(StepError::Invalid(format!(
-                    "cannot create the working directory {dir}: a file of that name exists"
-                )));
-            }
-            Action::Config
-        } else {
-            let mut dirs = Vec::new();
-            let mut cur = prefix.rel.clone();
-            for c in &prefix.missing {
-                cur = fsroot::join_rel(&cur, c);
-                dirs.push(cur.clone());
-            }
-            let items = copy::dir_entries(&dirs);
-            Action::Layer(copy::with_parents(&root, items, None, (0, 0)))
-        };
+        let action = Action::Workdir(dir);
         let p = Prepared {
             created_by,
             extra: String::new(),
@@ -1089,7 +1173,6 @@ impl Builder<'_> {
                 "ADD does not support the --from flag".to_string(),
             ));
         }
-        let dst_root = Root::image(self.backend.rootfs(st.image.as_ref())?);
         let (src_root, src_ident, from_context) = match &c.from {
             Some(f) => {
                 let (root, ident) = self.source_root(st, f)?;
@@ -1101,12 +1184,9 @@ impl Builder<'_> {
                 true,
             ),
         };
-        let owner = match &c.chown {
-            Some(spec) => {
-                let spec = self.expand(st, spec)?;
-                fsroot::resolve_chown(&dst_root, &spec)?
-            }
-            None => (0, 0),
+        let chown = match &c.chown {
+            Some(spec) => Some(self.expand(st, spec)?),
+            None => None,
         };
         let chmod = match &c.chmod {
             Some(m) => {
@@ -1167,31 +1247,30 @@ impl Builder<'_> {
             sources.push(copy::Source::Path(s));
         }
         let dest = self.expand(st, &c.dest)?;
-        let exclude = if c.exclude.is_empty() {
-            None
-        } else {
-            let mut pats = Vec::new();
-            for e in &c.exclude {
-                pats.push(self.expand(st, e)?);
-            }
-            Some(Matcher::new(&pats).map_err(|e| StepError::Invalid(e.to_string()))?)
-        };
+        let mut exclude = Vec::new();
+        for e in &c.exclude {
+            exclude.push(self.expand(st, e)?);
+        }
+        let workdir = st
+            .config
+            .working_dir
+            .clone()
+            .unwrap_or_else(|| "/".to_string());
+        // The key: the sources' content as they would land below the destination, the flags as
+        // written (owner names are resolved in the parent, which the key names).
+        let empty = self.empty_root()?;
         let spec = copy::CopySpec {
             cmd,
-            sources,
+            sources: sources.clone(),
             src_root: &src_root,
             ignore: from_context.then_some(&self.ignore),
             dest: dest.clone(),
-            workdir: st
-                .config
-                .working_dir
-                .clone()
-                .unwrap_or_else(|| "/".to_string()),
-            dst_root: &dst_root,
-            owner,
+            workdir: workdir.clone(),
+            dst_root: &empty,
+            owner: (0, 0),
             chmod,
             parents: c.parents,
-            exclude,
+            exclude: exclude_matcher(&exclude)?,
             extract: is_add,
         };
         let plan = spec.plan()?;
@@ -1202,18 +1281,40 @@ impl Builder<'_> {
             plan.label
         );
         let extra = format!(
-            "from={src_ident} chown={}:{} chmod={chmod:?} parents={} link={} exclude={:?}",
-            owner.0, owner.1, c.parents, c.link, c.exclude
+            "from={src_ident} chown={chown:?} chmod={chmod:?} parents={} link={} exclude={exclude:?}",
+            c.parents, c.link
         );
+        let job = CopyJob {
+            cmd,
+            sources,
+            src_root,
+            from_context,
+            dest,
+            workdir,
+            chown,
+            chmod,
+            parents: c.parents,
+            exclude,
+            extract: is_add,
+        };
         Ok(Prepared {
             created_by,
             extra,
             config: st.config.clone(),
             author: st.author.clone(),
-            action: Action::Layer(plan.items),
+            action: Action::Copy(Box::new(job)),
             cleanup,
         })
     }
+}
+
+fn exclude_matcher(patterns: &[String]) -> Result<Option<Matcher>, StepError> {
+    if patterns.is_empty() {
+        return Ok(None);
+    }
+    Matcher::new(patterns)
+        .map(Some)
+        .map_err(|e| StepError::Invalid(e.to_string()))
 }
 
 /// The heredoc a COPY source word (`<<EOF`, `<<-EOF`, `<<"EOF"`) names.

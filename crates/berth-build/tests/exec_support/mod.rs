@@ -49,6 +49,7 @@ pub struct TestBackend {
     pub secrets: HashMap<String, PathBuf>,
     pub urls: HashMap<String, Vec<u8>>,
     pub image_lookups: Vec<String>,
+    pub rootfs_calls: usize,
     seq: usize,
 }
 
@@ -102,6 +103,7 @@ impl TestBackend {
             secrets: HashMap::new(),
             urls: HashMap::new(),
             image_lookups: Vec::new(),
+            rootfs_calls: 0,
             seq: 0,
         }
     }
@@ -239,6 +241,7 @@ impl Backend for TestBackend {
     }
 
     fn rootfs(&mut self, image: Option<&ImageId>) -> Result<PathBuf, BackendError> {
+        self.rootfs_calls += 1;
         Ok(match image {
             Some(id) => self.images[id].dir.clone(),
             None => self.tmp.path().join("scratch"),
