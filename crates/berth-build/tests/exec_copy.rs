@@ -401,3 +401,19 @@ fn add_urls_are_fetched_not_extracted() {
     );
     assert!(o.err().to_string().contains("404"));
 }
+
+#[test]
+fn directories_follow_the_parents_directory_symlinks() {
+    let mut be = backend_with_base();
+    let base = be.names["base"].clone();
+    let dir = be.image_dir(&base);
+    std::fs::create_dir_all(dir.join("usr/lib")).unwrap();
+    std::os::unix::fs::symlink("usr/lib", dir.join("lib")).unwrap();
+    let ctx = Ctx::new(&[("root/lib/libx.so", "x"), ("root/etc/x.conf", "c")]);
+    let id = build(&mut be, &ctx, "FROM base\nCOPY root/ /\n").id();
+    let layer = be.layer(&id);
+    assert!(!layer.iter().any(|e| e.path == "lib"), "{layer:?}");
+    assert!(layer.iter().any(|e| e.path == "usr/lib/libx.so"));
+    assert!(be.image_dir(&id).join("lib").is_symlink());
+    assert_eq!(be.read(&id, "/lib/libx.so").as_deref(), Some("x"));
+}

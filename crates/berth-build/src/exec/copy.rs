@@ -386,6 +386,21 @@ impl CopySpec<'_> {
         }))
     }
 
+    /// The real path of `target` when the destination root has a symlink there that resolves
+    /// (inside the root) to a directory.
+    fn linked_dir(&self, target: &str) -> Result<Option<String>, StepError> {
+        let host = self.dst_root.path.join(target);
+        match std::fs::symlink_metadata(&host) {
+            Ok(m) if m.file_type().is_symlink() => {}
+            _ => return Ok(None),
+        }
+        Ok(self
+            .dst_root
+            .resolve(target, true)?
+            .filter(|f| f.meta.is_dir())
+            .map(|f| f.rel))
+    }
+
     /// Adds a directory's contents (sorted, pre-order) below `target`. `src_rel` is the
     /// directory's path in the source root (for `.dockerignore`), `sub` its path below the source
     /// directory (for `--exclude`).
@@ -415,11 +430,21 @@ impl CopySpec<'_> {
                     continue;
                 }
                 let mark = items.len();
-                if let Some(e) = self.entry_for(&child_host, &meta, child_target.clone())? {
-                    items.push(Item::Entry(e));
-                }
+                // A directory the parent has as a symlink to a directory (`/lib -> usr/lib`)
+                // is entered, not replaced, as BuildKit does.
+                let linked = self.linked_dir(&child_target)?;
+                let has_entry = linked.is_none();
+                let child_target = match linked {
+                    Some(real) => real,
+                    None => {
+                        if let Some(e) = self.entry_for(&child_host, &meta, child_target.clone())? {
+                            items.push(Item::Entry(e));
+                        }
+                        child_target
+                    }
+                };
                 self.walk_dir(&child_host, &child_rel, &child_sub, &child_target, items)?;
-                if ignored && items.len() == mark + 1 {
+                if ignored && items.len() == mark + usize::from(has_entry) {
                     // Excluded and nothing re-included below: drop the directory itself.
                     items.truncate(mark);
                 }
