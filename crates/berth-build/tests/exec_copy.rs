@@ -417,3 +417,18 @@ fn directories_follow_the_parents_directory_symlinks() {
     assert!(be.image_dir(&id).join("lib").is_symlink());
     assert_eq!(be.read(&id, "/lib/libx.so").as_deref(), Some("x"));
 }
+
+#[test]
+fn json_form_keeps_spaces() {
+    let mut be = backend_with_base();
+    let ctx = Ctx::new(&[("my file.txt", "s")]);
+    let id = build(
+        &mut be,
+        &ctx,
+        "FROM base\nCOPY [\"my file.txt\", \"/dst dir/\"]\nVOLUME [\"/data dir\"]\n",
+    )
+    .id();
+    assert_eq!(be.read(&id, "/dst dir/my file.txt").as_deref(), Some("s"));
+    let vols = be.config(&id).volumes.unwrap();
+    assert!(vols.contains_key("/data dir"), "{vols:?}");
+}

@@ -1012,15 +1012,14 @@ impl Builder<'_> {
             Inst::Volume(paths) => {
                 let mut vols = Vec::new();
                 for w in paths {
-                    for v in self.expand_words(st, w)? {
-                        let v = v.trim().to_string();
-                        if v.is_empty() {
-                            return Err(StepError::Invalid(
-                                "VOLUME specified can not be an empty string".to_string(),
-                            ));
-                        }
-                        vols.push(v);
+                    // One path per word (JSON elements may hold spaces).
+                    let v = self.expand(st, w)?.trim().to_string();
+                    if v.is_empty() {
+                        return Err(StepError::Invalid(
+                            "VOLUME specified can not be an empty string".to_string(),
+                        ));
                     }
+                    vols.push(v);
                 }
                 if vols.is_empty() {
                     return Err(StepError::Invalid(
