@@ -134,6 +134,16 @@ fn continuations_comments_and_empty_lines() {
     assert_eq!(i[0].kind, Inst::Run(run_shell("a   b")));
     assert_eq!(i[1].kind, Inst::Run(run_shell("c")));
     assert_eq!(i[1].line, 4);
+    // A doubled escape at the end is an escaped escape, not a continuation; a line holding
+    // only the escape continues.
+    let d = df("FROM a\nENV C trailing\\\\\nENV D d\nRUN x \\\n\\\ny\n");
+    let i = &d.stages[0].instructions;
+    assert_eq!(i.len(), 3);
+    assert_eq!(
+        i[0].kind,
+        Inst::Env(vec![("C".into(), "trailing\\\\".into())])
+    );
+    assert_eq!(i[2].kind, Inst::Run(run_shell("x y")));
     // Leading whitespace and indented comments are fine.
     let d = df("   FROM a\n   # c\n\tRUN x\n");
     assert_eq!(d.stages[0].instructions[0].line, 3);
@@ -224,9 +234,9 @@ fn run_forms_and_flags() {
 #[test]
 fn bad_run_flags() {
     for (line, want) in [
-        ("RUN --foo=bar x", "unknown flag: foo"),
+        ("RUN --foo=bar x", "unknown flag: --foo"),
         ("RUN --network=bridge x", "unsupported network mode"),
-        ("RUN --network x", "missing a value on flag: network"),
+        ("RUN --network x", "missing a value on flag: --network"),
         ("RUN --security=weird x", "unsupported security mode"),
         ("RUN --mount=type=nfs,target=/x x", "unsupported mount type"),
         ("RUN --mount=type=bind x", "needs a target"),
@@ -275,6 +285,7 @@ fn bad_run_flags() {
             "invalid value for ro",
         ),
         ("RUN --mount=type=secret x", "invalid secret mount"),
+        ("RUN --mount=type=secret,env=A x", "invalid secret mount"),
         (
             "RUN --mount=type=secret,id=a,from=b x",
             "secret mount should not have a from",
@@ -320,7 +331,7 @@ fn cmd_entrypoint_shell() {
         ("SHELL []", "SHELL requires at least one argument"),
         ("SHELL", "SHELL requires at least one argument"),
         ("CMD [\"a\", 1]", "strings only"),
-        ("CMD --flag", "unknown flag: flag"),
+        ("CMD --flag", "unknown flag: --flag"),
     ] {
         let e = parse(&format!("FROM a\n{line}\n")).unwrap_err();
         assert!(e.message.contains(want), "{line}: {e}");
@@ -434,7 +445,7 @@ fn arg_expose_volume_user_workdir_misc() {
         ("WORKDIR", "WORKDIR requires exactly one argument"),
         ("STOPSIGNAL", "STOPSIGNAL requires exactly one argument"),
         ("MAINTAINER", "MAINTAINER requires exactly one argument"),
-        ("WORKDIR --x=1 /a", "unknown flag: x"),
+        ("WORKDIR --x=1 /a", "unknown flag: --x"),
     ] {
         let e = parse(&format!("FROM a\n{line}\n")).unwrap_err();
         assert!(e.message.contains(want), "{line}: {e}");
@@ -466,16 +477,16 @@ fn copy_and_add() {
         ("COPY a", "COPY requires at least two arguments"),
         ("COPY", "COPY requires at least two arguments"),
         ("ADD [\"a\"]", "ADD requires at least two arguments"),
-        ("ADD --from=x a b", "unknown flag: from"),
-        ("COPY --checksum=sha256:x a b", "unknown flag: checksum"),
-        ("COPY --from a b", "missing a value on flag: from"),
+        ("ADD --from=x a b", "unknown flag: --from"),
+        ("COPY --checksum=sha256:x a b", "unknown flag: --checksum"),
+        ("COPY --from a b", "missing a value on flag: --from"),
         (
             "COPY --link=maybe a b",
-            "expecting boolean value for flag link",
+            "expecting boolean value for flag --link",
         ),
         (
             "COPY --from=a --from=b a b",
-            "duplicate flag specified: from",
+            "duplicate flag specified: --from",
         ),
         ("COPY a <<EOF", "cannot accept a heredoc as a destination"),
     ] {
@@ -524,11 +535,11 @@ fn healthcheck() {
             "cannot be less than 1ms",
         ),
         (
-            "HEALTHCHECK --retries=0 CMD x",
-            "--retries must be at least 1",
+            "HEALTHCHECK --retries=-1 CMD x",
+            "--retries cannot be negative",
         ),
         ("HEALTHCHECK --retries=x CMD x", "--retries"),
-        ("HEALTHCHECK --every=1s CMD x", "unknown flag: every"),
+        ("HEALTHCHECK --every=1s CMD x", "unknown flag: --every"),
     ] {
         let e = parse(&format!("FROM a\n{line}\n")).unwrap_err();
         assert!(e.message.contains(want), "{line}: {e}");

@@ -611,10 +611,9 @@ fn parse_mount(value: &str) -> Result<RunMount, String> {
             if m.from.is_some() {
                 return Err("secret mount should not have a from".to_string());
             }
-            if m.source.is_none() && m.target.is_none() && m.id.is_none() && m.env.is_none() {
+            if m.source.is_none() && m.target.is_none() && m.id.is_none() {
                 return Err(
-                    "invalid secret mount: one of id, source, target or env is required"
-                        .to_string(),
+                    "invalid secret mount: one of id, source or target is required".to_string(),
                 );
             }
             if m.source.is_some() && m.id.is_some() {
@@ -691,8 +690,8 @@ fn parse_healthcheck(rest: &str, flags: &[String]) -> Result<Healthcheck, String
         let n: i32 = r
             .parse()
             .map_err(|_| format!("invalid value {r:?} for --retries: a number is needed"))?;
-        if n < 1 {
-            return Err(format!("--retries must be at least 1 (not {n})"));
+        if n < 0 {
+            return Err(format!("--retries cannot be negative ({n})"));
         }
     }
     Ok(Healthcheck::Cmd {

@@ -285,12 +285,13 @@ fn trim_newline(s: &str) -> &str {
 }
 
 /// Removes a trailing escape character (and blanks after it): (the text, whether the
-/// instruction ends on this line).
+/// instruction ends on this line). As in BuildKit, a doubled escape at the end (`a\\`) is an
+/// escaped escape, not a continuation; a line holding only the escape is one.
 fn trim_continuation(s: &str, escape: char) -> (&str, bool) {
     let t = s.trim_end_matches([' ', '\t']);
     match t.strip_suffix(escape) {
-        Some(head) => (head, false),
-        None => (s, true),
+        Some(head) if !head.ends_with(escape) => (head, false),
+        Some(_) | None => (s, true),
     }
 }
 
@@ -315,7 +316,7 @@ fn heredocs_in_line(line: &str) -> Result<Vec<HeredocSpec>, String> {
     let opts = shell::Options {
         raw_quotes: true,
         raw_escapes: true,
-        skip_unset: false,
+        skip_unset: true,
     };
     let Ok((_, words)) = shell::process_with(line, &|_| None, '\\', opts) else {
         return Ok(Vec::new());

@@ -284,23 +284,33 @@ impl Flags {
                 None => (arg, None),
             };
             let Some(&(_, kind)) = known.iter().find(|(n, _)| *n == name) else {
-                return Err(format!("unknown flag: {name}"));
+                let hint = known
+                    .iter()
+                    .map(|(n, _)| (distance(name, n), *n))
+                    .min_by_key(|(d, _)| *d)
+                    .filter(|&(d, _)| d > 0 && d <= 2 && name.chars().count() > 2)
+                    .map(|(_, n)| format!(" (did you mean --{n}?)"))
+                    .unwrap_or_default();
+                return Err(format!("unknown flag: --{name}{hint}"));
             };
             if kind != FlagKind::Strings && out.values.contains_key(name) {
-                return Err(format!("duplicate flag specified: {name}"));
+                return Err(format!("duplicate flag specified: --{name}"));
             }
             let value = match (kind, value) {
                 (FlagKind::Bool, Some("")) => {
-                    return Err(format!("missing a value on flag: {name}"));
+                    return Err(format!("missing a value on flag: --{name}"));
                 }
                 (FlagKind::Bool, None) => "true".to_string(),
-                (FlagKind::Bool, Some(v)) => match parse_bool(v) {
-                    Some(b) => b.to_string(),
-                    None => {
-                        return Err(format!("expecting boolean value for flag {name}, not: {v}"))
+                (FlagKind::Bool, Some(v)) => match v.to_ascii_lowercase().as_str() {
+                    "true" => "true".to_string(),
+                    "false" => "false".to_string(),
+                    _ => {
+                        return Err(format!(
+                            "expecting boolean value for flag --{name}, not: {v}"
+                        ))
                     }
                 },
-                (_, None) => return Err(format!("missing a value on flag: {name}")),
+                (_, None) => return Err(format!("missing a value on flag: --{name}")),
                 (_, Some(v)) => v.to_string(),
             };
             out.values.entry(name.to_string()).or_default().push(value);
