@@ -904,6 +904,8 @@ struct Progress<W: Write> {
     steps: usize,
     cached: usize,
     aux_id: Option<String>,
+    /// A line that is just an image id (a quiet build's answer).
+    stream_id: Option<String>,
     built: Option<String>,
     tagged: Vec<String>,
     /// Quiet mode: everything, for stderr if the build fails.
@@ -922,6 +924,7 @@ impl<W: Write> Progress<W> {
             steps: 0,
             cached: 0,
             aux_id: None,
+            stream_id: None,
             built: None,
             tagged: Vec::new(),
             kept: Vec::new(),
@@ -1001,6 +1004,10 @@ impl<W: Write> Progress<W> {
 
     /// One whole line of the daemon's text.
     fn line(&mut self, line: &str) {
+        if is_image_id(line) {
+            self.stream_id = Some(line.to_string());
+            return;
+        }
         if let Some(rest) = line.strip_prefix("Successfully built ") {
             self.built = Some(rest.trim().to_string());
             return;
@@ -1071,7 +1078,7 @@ impl<W: Write> Progress<W> {
         let what = match error {
             Some(e) => e.to_string(),
             None if s.cached => "CACHED".to_string(),
-            None => format!("{:.2}s", s.started.elapsed().as_secs_f64()),
+            None => duration(s.started.elapsed()),
         };
         if s.open {
             let _ = writeln!(self.out, "  {what}");
@@ -1097,10 +1104,14 @@ impl<W: Write> Progress<W> {
         let _ = self.out.flush();
     }
 
-    /// The built image's id: `aux.ID`, else what "Successfully built" named.
+    /// The built image's id: `aux.ID`, else a line that was just an id (quiet builds), else
+    /// what "Successfully built" named.
     fn image_id(&mut self) -> Option<String> {
         self.flush_partial();
-        self.aux_id.clone().or_else(|| self.built.clone())
+        self.aux_id
+            .clone()
+            .or_else(|| self.stream_id.clone())
+            .or_else(|| self.built.clone())
     }
 
     /// The build succeeded: the summary (readable), the id (quiet).
@@ -1114,8 +1125,8 @@ impl<W: Write> Progress<W> {
                 self.end_step(None);
                 let _ = writeln!(
                     self.out,
-                    "built {id} in {:.2}s: {} steps, {} cached",
-                    self.started.elapsed().as_secs_f64(),
+                    "built {id} in {}: {} steps, {} cached",
+                    duration(self.started.elapsed()),
                     self.steps,
                     self.cached
                 );
@@ -1133,6 +1144,15 @@ impl<W: Write> Progress<W> {
     }
 }
 
+/// `340ms` under a second, `1.25s` above.
+fn duration(d: std::time::Duration) -> String {
+    if d.as_secs() == 0 {
+        format!("{}ms", d.as_millis())
+    } else {
+        format!("{:.2}s", d.as_secs_f64())
+    }
+}
+
 /// `name` as docker prints a tag it made (`x` → `x:latest`).
 fn normalized_tag(t: &str) -> String {
     match Reference::parse_normalized(t) {
@@ -1140,6 +1160,12 @@ fn normalized_tag(t: &str) -> String {
         Ok(_) => format!("{t}:latest"),
         Err(_) => t.to_string(),
     }
+}
+
+/// `sha256:<64 hex>`.
+fn is_image_id(s: &str) -> bool {
+    s.strip_prefix("sha256:")
+        .is_some_and(|h| h.len() == 64 && h.bytes().all(|c| c.is_ascii_hexdigit()))
 }
 
 /// `Step 3/10 : RUN make` → ("3/10", "RUN make").
@@ -1321,6 +1347,10 @@ mod tests {
         p.done(&id, &[]);
         assert_eq!(p.out, b"sha256:3123456789abcdef\n");
         assert!(String::from_utf8_lossy(&p.kept).contains("Step 2/3 : ENV A=1"));
+        // A daemon that answers a quiet build with the id as a stream line (as dockerd does).
+        let id = format!("sha256:{}", "ab".repeat(32));
+        let (mut p, _) = feed_all(Mode::Quiet, &[json!({"stream": format!("{id}\n")})]);
+        assert_eq!(p.image_id().as_deref(), Some(id.as_str()));
     }
 
     #[test]
@@ -1340,6 +1370,14 @@ mod tests {
         let f = failure_of(&json!({"errorDetail": {"code": 7, "message": "x"}})).unwrap();
         assert_eq!(f.code, 7);
         assert!(failure_of(&json!({"stream": "ok"})).is_none());
+    }
+
+    #[test]
+    fn durations_read_well() {
+        use std::time::Duration;
+        assert_eq!(duration(Duration::from_micros(4_400)), "4ms");
+        assert_eq!(duration(Duration::from_millis(999)), "999ms");
+        assert_eq!(duration(Duration::from_millis(1_254)), "1.25s");
     }
 
     #[test]
