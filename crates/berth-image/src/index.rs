@@ -87,6 +87,16 @@ const MIGRATIONS: &[&str] = &[
         found_at INTEGER NOT NULL              -- unix seconds
     ) STRICT;
     "#,
+    // 3: the digests an image has in the repositories it was pulled from or pushed to (Docker's
+    // RepoDigests: set by pull and push only, never by tag, kept while the image exists).
+    r#"
+    CREATE TABLE repo_digests (
+        image_id TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+        repo     TEXT NOT NULL,                -- fully qualified: docker.io/library/busybox
+        digest   TEXT NOT NULL,                -- the manifest (or manifest list) digest there
+        PRIMARY KEY (image_id, repo)
+    ) STRICT;
+    "#,
 ];
 
 /// An image as the index records it.
@@ -371,6 +381,37 @@ impl ImageIndex {
             .conn
             .execute("DELETE FROM tags WHERE reference = ?1", [key])?;
         Ok(n > 0)
+    }
+
+    /// Records that `image` has `digest` in repository `repo` (pull and push do; a later pull or
+    /// push of the same repository replaces it).
+    pub fn add_repo_digest(
+        &mut self,
+        image: &Digest,
+        repo: &str,
+        digest: &Digest,
+    ) -> Result<(), IndexError> {
+        self.conn.execute(
+            "INSERT OR REPLACE INTO repo_digests (image_id, repo, digest) VALUES (?1, ?2, ?3)",
+            params![image.to_string(), repo, digest.to_string()],
+        )?;
+        Ok(())
+    }
+
+    /// The (repository, digest) pairs recorded for `image`, by repository.
+    pub fn repo_digests_of(&self, image: &Digest) -> Result<Vec<(String, Digest)>, IndexError> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT repo, digest FROM repo_digests WHERE image_id = ?1 ORDER BY repo",
+        )?;
+        let rows = st.query_map(params![image.to_string()], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (repo, d) = row?;
+            out.push((repo, digest_col("repo_digests.digest", d)?));
+        }
+        Ok(out)
     }
 
     /// The names of an image, sorted.

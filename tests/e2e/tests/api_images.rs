@@ -331,6 +331,17 @@ fn push_to_a_registry_and_pull_back() -> Result<()> {
         .nth(2)
         .unwrap_or_default()
         .to_string();
+    // RepoDigests: the pushed repository only (a loaded image had none, a local tag adds none).
+    d.docker_ok(&["tag", "busybox", "local/only:x"])?;
+    let rd = d.docker_ok(&[
+        "image",
+        "inspect",
+        "local/only:x",
+        "--format",
+        "{{json .RepoDigests}}",
+    ])?;
+    assert_eq!(rd, format!("[\"{}/team/bb@{digest}\"]", reg.addr()));
+    d.docker_ok(&["rmi", "local/only:x"])?;
     // Again: the registry has every layer.
     let out = d.docker_ok(&["push", &target])?;
     ensure!(out.contains(": Layer already exists"), "{out}");

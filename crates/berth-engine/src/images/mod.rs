@@ -339,18 +339,18 @@ pub fn labels_of(img: &Image) -> Value {
     }
 }
 
-/// `repo@sha256:…` for each repository naming the image, with its manifest digest.
+/// Docker's RepoDigests: `repo@sha256:…` for each repository the image was pulled from or
+/// pushed to (a local tag adds none).
 pub fn repo_digests(img: &Image) -> Vec<String> {
-    let Some(md) = img.manifest_digest() else {
-        return Vec::new();
-    };
-    let mut out: Vec<String> = img
-        .tags
+    img.repo_digests
         .iter()
-        .map(|t| format!("{}@{md}", t.familiar_name()))
-        .collect();
-    out.dedup();
-    out
+        .map(|(repo, d)| {
+            let name = Reference::parse_normalized(repo)
+                .map(|r| r.familiar_name())
+                .unwrap_or_else(|_| repo.clone());
+            format!("{name}@{d}")
+        })
+        .collect()
 }
 
 /// Event attributes with just a name.

@@ -120,6 +120,8 @@ pub struct Image {
     pub config: ImageConfig,
     pub manifest: Manifest,
     pub tags: Vec<Reference>,
+    /// Where this image was pulled from or pushed to: (repository, manifest digest there).
+    pub repo_digests: Vec<(String, Digest)>,
 }
 
 impl Image {
@@ -247,12 +249,19 @@ impl ImageStore {
             .clone()
             .ok_or_else(|| ImageError::NoManifest(record.id.clone()))?;
         let manifest = parse_manifest(&md, &self.content.read(&md)?)?;
-        let tags = self.index()?.tags_of(&record.id)?;
+        let (tags, repo_digests) = {
+            let index = self.index()?;
+            (
+                index.tags_of(&record.id)?,
+                index.repo_digests_of(&record.id)?,
+            )
+        };
         Ok(Image {
             record,
             config,
             manifest,
             tags,
+            repo_digests,
         })
     }
 

@@ -302,9 +302,17 @@ pub(crate) async fn pull(
     let store2 = store.clone();
     let tags: Vec<Reference> = r.tag().map(|_| r.clone()).into_iter().collect();
     let (image_data, image_digest) = (image.data, image.digest);
-    tokio::task::spawn_blocking(move || store2.register(&config, &image_data, &tags))
-        .await
-        .map_err(join_err)??;
+    let (repo, top_digest) = (r.name(), top.digest.clone());
+    tokio::task::spawn_blocking(move || {
+        let img = store2.register(&config, &image_data, &tags)?;
+        // Docker's RepoDigests: the digest the reference resolved to in its repository.
+        store2
+            .index()?
+            .add_repo_digest(img.id(), &repo, &top_digest)?;
+        Ok::<_, RegistryError>(())
+    })
+    .await
+    .map_err(join_err)??;
 
     if !ep.mirror {
         let repo = r.name();
