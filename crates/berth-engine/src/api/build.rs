@@ -244,10 +244,11 @@ async fn build(
     let reader = BodyReader::new(body);
     let d2 = d.clone();
     let task = tokio::task::spawn_blocking(move || {
-        let r = run_build(&d2, &sink, query, opts, reader);
+        let mut code = None;
+        let r = run_build(&d2, &sink, query, opts, reader, &mut code);
         match r {
             Err(e) if sink.started() => {
-                sink.fail(&e.message);
+                sink.fail(&e.message, code);
                 Ok(())
             }
             r => r,
@@ -297,7 +298,9 @@ fn run_build(
     q: BuildQuery,
     opts: BackendOptions,
     body: BodyReader,
+    exit_code: &mut Option<i64>,
 ) -> Result<(), EngineError> {
+    berth_runtime::timing::mark("build: begin");
     let dir = d.builds.new_dir()?;
     context::extract(body, &dir.context()).map_err(|e| match e {
         context::ContextError::Io { .. } => EngineError::internal(e.to_string()),
@@ -314,6 +317,7 @@ fn run_build(
             Some(t) => Some(t),
             None => read_context_file(&dir.context(), ".dockerignore")?,
         };
+    berth_runtime::timing::mark("build: context unpacked");
     let dockerfile = berth_build::parse(&text).map_err(|e| EngineError::invalid(e.to_string()))?;
     let bopts = berth_build::BuildOptions {
         context: dir.context(),
@@ -334,6 +338,14 @@ fn run_build(
         let _ = std::io::Write::flush(&mut out);
         r
     };
+    berth_runtime::timing::mark("build: steps done");
+    if let Err(berth_build::BuildError::Backend {
+        source: berth_build::BackendError::RunFailed { code, .. },
+        ..
+    }) = &result
+    {
+        *exit_code = Some(*code);
+    }
     let result = result.map_err(|e| {
         if sink.is_closed() {
             EngineError::internal("the client went away: the build was cancelled")
@@ -369,6 +381,9 @@ fn run_build(
         sink.send_always(&json!({"stream": format!("{id}\n")}))
             .map_err(gone)?;
     }
+    berth_runtime::timing::mark("build: tagged");
+    drop(dir);
+    berth_runtime::timing::mark("build: cleaned up");
     Ok(())
 }
 

@@ -284,7 +284,14 @@ async fn list(
         &["dangling", "label", "reference", "before", "since", "until"],
     )?;
     let shared = q.flag("shared-size");
+    let all = q.flag("all");
     let out = blocking(move || {
+        // Images only the build cache holds are intermediate images: hidden unless `all`.
+        let hidden = if all {
+            HashSet::new()
+        } else {
+            crate::build::usage::cache_only_images(&d)?
+        };
         let records = d.images.index()?.images()?;
         let mut images = Vec::with_capacity(records.len());
         for r in records {
@@ -317,6 +324,9 @@ async fn list(
             },
         };
         for img in &images {
+            if hidden.contains(&img.id().to_string()) {
+                continue;
+            }
             let t = created_unix(img);
             if dangling.is_some_and(|want| want != img.tags.is_empty()) {
                 continue;
@@ -623,6 +633,8 @@ async fn prune(
         Some(u) => Some(parse_until(u)?),
     };
     let v = blocking(move || {
+        // Intermediate images belong to the build cache: `builder prune` removes them.
+        let cache_held = crate::build::usage::cache_only_images(&d)?;
         let records = d.images.index()?.images()?;
         let layer_sizes: HashMap<Digest, u64> = d
             .images
@@ -638,6 +650,9 @@ async fn prune(
                 continue;
             };
             if !all && !img.tags.is_empty() {
+                continue;
+            }
+            if cache_held.contains(&img.id().to_string()) {
                 continue;
             }
             if !d.image_service.users(img.id()).is_empty()
@@ -1251,13 +1266,15 @@ async fn system_df(State(d): State<Arc<Daemon>>) -> Result<Response, EngineError
     let volumes = tokio::task::spawn_blocking(move || d3.df_volumes())
         .await
         .unwrap_or_default();
+    let d4 = d.clone();
+    let build_cache = blocking(move || crate::build::usage::df(&d4)).await?;
     let df = blocking(move || svc::df_images(&d)).await?;
     Ok(Json(json!({
         "LayersSize": df.layers_size,
         "Images": df.images,
         "Containers": containers,
         "Volumes": volumes,
-        "BuildCache": [],
+        "BuildCache": build_cache,
     }))
     .into_response())
 }

@@ -769,6 +769,7 @@ impl Backend for EngineBackend<'_> {
     }
 
     fn cache_get(&mut self, key: &str) -> Result<Option<ImageInfo>, BackendError> {
+        berth_runtime::timing::mark("build: cache lookup");
         let Some(id) = self.d.builds.cache.get(key).map_err(other)? else {
             return Ok(None);
         };

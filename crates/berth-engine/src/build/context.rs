@@ -13,6 +13,7 @@ use std::io::{self, BufRead, BufReader, Read};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timespec, Timestamps};
 use rustix::io::Errno;
@@ -90,6 +91,9 @@ fn components(name: &[u8]) -> Result<Vec<&[u8]>, &'static str> {
 struct Unpacker<'a> {
     dest: &'a Path,
     root: OwnedFd,
+    /// The directory of the last regular file and its components: files of one directory
+    /// come in a row, each would otherwise walk from the root again.
+    last_dir: Option<(Vec<Vec<u8>>, Rc<OwnedFd>)>,
 }
 
 impl Unpacker<'_> {
@@ -129,6 +133,19 @@ impl Unpacker<'_> {
             cur = next;
         }
         Ok(cur)
+    }
+
+    /// [`Self::parent`] for regular files, reusing the directory of the previous file.
+    fn file_parent(&mut self, name: &str, comps: &[&[u8]]) -> Result<Rc<OwnedFd>, ContextError> {
+        let dirs = &comps[..comps.len().saturating_sub(1)];
+        if let Some((c, fd)) = &self.last_dir {
+            if c.len() == dirs.len() && c.iter().zip(dirs).all(|(a, b)| a == b) {
+                return Ok(fd.clone());
+            }
+        }
+        let fd = Rc::new(self.parent(name, comps, true)?);
+        self.last_dir = Some((dirs.iter().map(|c| c.to_vec()).collect(), fd.clone()));
+        Ok(fd)
     }
 
     /// A failed open of a directory on the way: a symlink or a file there is the archive's
@@ -201,7 +218,11 @@ fn unpack(r: impl Read, dest: &Path) -> Result<Stats, ContextError> {
         op: "open",
         source: e.into(),
     })?;
-    let u = Unpacker { dest, root };
+    let mut u = Unpacker {
+        dest,
+        root,
+        last_dir: None,
+    };
     let mut stats = Stats::default();
     // Directory times are set last: adding entries changes them.
     let mut dir_times: Vec<(Vec<Vec<u8>>, Timestamps)> = Vec::new();
@@ -221,6 +242,13 @@ fn unpack(r: impl Read, dest: &Path) -> Result<Stats, ContextError> {
             // `./`: the context directory itself.
             continue;
         };
+        if !matches!(
+            kind,
+            tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse
+        ) {
+            // Anything else may change the directories on the way.
+            u.last_dir = None;
+        }
         match kind {
             tar::EntryType::Char | tar::EntryType::Block => {
                 return Err(ContextError::Device(name));
@@ -236,18 +264,26 @@ fn unpack(r: impl Read, dest: &Path) -> Result<Stats, ContextError> {
                 dir_times.push((comps.iter().map(|c| c.to_vec()).collect(), times));
             }
             tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
-                let dir = u.parent(&name, &comps, true)?;
-                u.clear(&dir, last, &name, false)?;
-                let fd = rustix::fs::openat(
-                    dir.as_fd(),
-                    last,
-                    OFlags::WRONLY
-                        | OFlags::CREATE
-                        | OFlags::EXCL
-                        | OFlags::NOFOLLOW
-                        | OFlags::CLOEXEC,
-                    Mode::from_raw_mode(0o600),
-                )
+                let dir = u.file_parent(&name, &comps)?;
+                let create = || {
+                    rustix::fs::openat(
+                        dir.as_fd(),
+                        last,
+                        OFlags::WRONLY
+                            | OFlags::CREATE
+                            | OFlags::EXCL
+                            | OFlags::NOFOLLOW
+                            | OFlags::CLOEXEC,
+                        Mode::from_raw_mode(0o600),
+                    )
+                };
+                let fd = match create() {
+                    Err(Errno::EXIST) => {
+                        u.clear(&dir, last, &name, false)?;
+                        create()
+                    }
+                    r => r,
+                }
                 .map_err(u.io(&name, "create"))?;
                 let mut f = std::fs::File::from(fd);
                 let n = io::copy(&mut entry, &mut f).map_err(|e| ContextError::Io {

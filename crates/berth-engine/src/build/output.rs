@@ -97,8 +97,9 @@ impl Sink {
         s.sent || !s.held.is_empty()
     }
 
-    /// Reports a failure in the stream: what quiet mode held back, then Docker's error line.
-    pub fn fail(&self, message: &str) {
+    /// Reports a failure in the stream: what quiet mode held back, then Docker's error line
+    /// (with the exit code of a failed RUN, which the docker CLI exits with).
+    pub fn fail(&self, message: &str, code: Option<i64>) {
         let held = {
             let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
             s.sent = true;
@@ -109,9 +110,13 @@ impl Sink {
                 return;
             }
         }
-        let _ = self.tx.blocking_send(line(
-            &json!({"errorDetail": {"message": message}, "error": message}),
-        ));
+        let detail = match code {
+            Some(c) => json!({"code": c, "message": message}),
+            None => json!({ "message": message }),
+        };
+        let _ = self
+            .tx
+            .blocking_send(line(&json!({"errorDetail": detail, "error": message})));
     }
 
     /// Resolves when the client has gone away.
@@ -228,13 +233,15 @@ mod tests {
             .unwrap();
         assert!(lines(&mut rx).is_empty(), "held back");
         assert!(s.started());
-        s.fail("boom");
+        s.fail("boom", None);
         let l = lines(&mut rx);
         assert_eq!(l[0]["stream"], "Step 1/1 : FROM x\n");
         assert_eq!(
             l[1],
             json!({"errorDetail": {"message": "boom"}, "error": "boom"})
         );
+        s.fail("The command 'false' returned a non-zero code: 1", Some(1));
+        assert_eq!(lines(&mut rx)[0]["errorDetail"]["code"], 1);
     }
 
     #[test]
