@@ -350,7 +350,7 @@ fn run_build(
         if sink.is_closed() {
             EngineError::internal("the client went away: the build was cancelled")
         } else {
-            EngineError::invalid(e.to_string())
+            EngineError::invalid(with_line(&e))
         }
     })?;
     let id = Digest::parse(&result.image)
@@ -385,6 +385,16 @@ fn run_build(
     drop(dir);
     berth_runtime::timing::mark("build: cleaned up");
     Ok(())
+}
+
+/// A build error's message naming its Dockerfile line (Docker's classic messages do not, which
+/// leaves the user guessing which COPY failed), unless it already does.
+fn with_line(e: &berth_build::BuildError) -> String {
+    let m = e.to_string();
+    match e.line() {
+        Some(n) if !m.contains(&format!("line {n}")) => format!("{m} (Dockerfile line {n})"),
+        _ => m,
+    }
 }
 
 /// Docker's `until` of `builder prune`: a duration back from now (`24h`, `90m`, `1h30m`), unix
@@ -599,6 +609,37 @@ mod tests {
         h.insert("X-Berth-Build-Secrets", "!!".parse().unwrap());
         assert!(build_secrets(&h).is_err());
         assert!(registry_config(&HeaderMap::new()).unwrap().is_empty());
+    }
+
+    #[test]
+    fn build_errors_name_their_line_once() {
+        let e = berth_build::BuildError::Invalid {
+            line: Some(3),
+            message: "COPY failed: file not found in build context".into(),
+        };
+        assert_eq!(
+            with_line(&e),
+            "COPY failed: file not found in build context (Dockerfile line 3)"
+        );
+        let e = berth_build::BuildError::Backend {
+            line: Some(4),
+            source: berth_build::BackendError::RunFailed {
+                command: "/bin/sh -c exit 7".into(),
+                code: 7,
+            },
+        };
+        assert_eq!(
+            with_line(&e),
+            "The command '/bin/sh -c exit 7' returned a non-zero code: 7 (Dockerfile line 4)"
+        );
+        let e = berth_build::BuildError::Parse {
+            line: 2,
+            message: "unknown instruction: FOO".into(),
+        };
+        assert_eq!(
+            with_line(&e),
+            "dockerfile parse error on line 2: unknown instruction: FOO"
+        );
     }
 
     #[test]
