@@ -43,9 +43,17 @@ use crate::images::{layer_progress, layer_status};
 /// The label every container of a build carries, with the build's id.
 pub const BUILD_LABEL: &str = "berth.build";
 
-/// Files the engine bind-mounts into every container: made empty in the upper dir when the
-/// image lacks them, they are not part of what a RUN step changed.
-const MOUNT_POINTS: &[&str] = &["/etc/hostname", "/etc/hosts", "/etc/resolv.conf"];
+/// What the engine mounts in every container (procfs, sysfs, the /dev tmpfs, the hosts files):
+/// made empty in the upper dir when the image lacks them, they are not part of what a RUN step
+/// changed (Docker keeps them in an init layer that commits leave out).
+const MOUNT_POINTS: &[&str] = &[
+    "/etc/hostname",
+    "/etc/hosts",
+    "/etc/resolv.conf",
+    "/proc",
+    "/sys",
+    "/dev",
+];
 
 /// What a build was given besides its Dockerfile.
 pub struct BackendOptions {
@@ -578,7 +586,11 @@ impl Backend for EngineBackend<'_> {
     ) -> Result<ImageInfo, BackendError> {
         // Progress lines go straight into the stream: what the executor wrote goes first.
         out.flush().map_err(|_| BackendError::Cancelled)?;
-        let must_pull = pull && !self.pulled.contains(reference);
+        let hex = reference.strip_prefix("sha256:").unwrap_or(reference);
+        let is_id = reference.starts_with("sha256:")
+            || (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()));
+        // An id names one image: there is nothing newer to pull.
+        let must_pull = pull && !is_id && !self.pulled.contains(reference);
         if !must_pull {
             match self.d.images.get(reference) {
                 Ok(img) => return Ok(info_of(&img)),
@@ -588,10 +600,7 @@ impl Backend for EngineBackend<'_> {
                 Err(e) => return Err(other(e)),
             }
         }
-        let hex = reference.strip_prefix("sha256:").unwrap_or(reference);
-        if reference.starts_with("sha256:")
-            || (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
-        {
+        if is_id {
             return Err(BackendError::ImageNotFound(format!(
                 "No such image: {reference}"
             )));
