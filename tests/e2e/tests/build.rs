@@ -199,6 +199,16 @@ fn assert_nothing_left(d: &Berthd) -> Result<()> {
         mounts.is_empty()
     });
     ensure!(clean, "mounts left under {root}: {mounts:#?}");
+    // Nor the builds' working directories (their contexts, secrets, layer tars).
+    let builds = d.data_root().join("builds");
+    let left: Vec<_> = std::fs::read_dir(&builds)
+        .map(|rd| rd.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    ensure!(
+        left.is_empty(),
+        "build directories left in {}: {left:?}",
+        builds.display()
+    );
     Ok(())
 }
 
@@ -761,7 +771,7 @@ USER nobody
     assert_nothing_left(&d)
 }
 
-/// The 10-step file of the cache tests (and of bench/build.sh's `ten-steps`).
+/// The 10-step file of the cache tests.
 const TEN_STEPS: &str = r#"FROM busybox
 ENV APP_HOME=/app
 WORKDIR $APP_HOME
