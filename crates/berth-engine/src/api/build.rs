@@ -234,6 +234,7 @@ async fn build(
     body: Body,
 ) -> Result<Response, EngineError> {
     let query = parse_query(&q)?;
+    crate::build::sweep_containers(&d).await;
     let opts = BackendOptions {
         auth: registry_config(&headers)?,
         secrets: build_secrets(&headers)?,
@@ -442,6 +443,7 @@ fn parse_until(s: &str, now: i64) -> Result<i64, EngineError> {
 /// `POST /build/prune?all=&filters=`: `{"CachesDeleted":[...],"SpaceReclaimed":N}`.
 async fn prune(State(d): State<Arc<Daemon>>, Query(q): Pairs) -> Result<Response, EngineError> {
     let all = flag(&q, "all", false)?;
+    crate::build::sweep_containers(&d).await;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |t| t.as_secs() as i64);

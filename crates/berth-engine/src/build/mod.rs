@@ -22,9 +22,11 @@ pub mod output;
 pub mod rootfs;
 pub mod usage;
 
+use std::collections::HashSet;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::error::EngineError;
 
@@ -36,6 +38,10 @@ pub struct Builds {
     pub mounts: PathBuf,
     pub cache: cache::BuildCache,
     fetcher: OnceLock<fetch::Fetcher>,
+    /// The ids of the builds running now.
+    active: Arc<Mutex<HashSet<String>>>,
+    /// Whether the containers of builds a crash interrupted were removed.
+    swept: AtomicBool,
 }
 
 fn mkdir_private(p: &Path) -> Result<(), EngineError> {
@@ -63,6 +69,8 @@ impl Builds {
             mounts,
             cache,
             fetcher: OnceLock::new(),
+            active: Arc::default(),
+            swept: AtomicBool::new(false),
         })
     }
 
@@ -70,11 +78,27 @@ impl Builds {
     pub fn new_dir(&self) -> Result<BuildDir, EngineError> {
         let id = crate::containers::new_id();
         let path = self.root.join(&id[..16]);
-        let dir = BuildDir { id, path };
+        self.active
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.clone());
+        let dir = BuildDir {
+            id,
+            path,
+            active: self.active.clone(),
+        };
         for d in [dir.context(), dir.tmp(), dir.views(), dir.secrets()] {
             mkdir_private(&d)?;
         }
         Ok(dir)
+    }
+
+    /// Whether `id` is a build running now.
+    pub fn is_active(&self, id: &str) -> bool {
+        self.active
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(id)
     }
 
     /// The download client, made on first use.
@@ -96,6 +120,7 @@ pub struct BuildDir {
     /// The build's id (64 hex), also the `berth.build` label of its containers.
     pub id: String,
     pub path: PathBuf,
+    active: Arc<Mutex<HashSet<String>>>,
 }
 
 impl BuildDir {
@@ -116,6 +141,40 @@ impl BuildDir {
 impl Drop for BuildDir {
     fn drop(&mut self) {
         cleanup(&self.path);
+        self.active
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.id);
+    }
+}
+
+/// Removes (killing if needed) the containers of builds that are not running in this daemon:
+/// what a crash or a restart in the middle of a RUN step left. Once per daemon, at the first
+/// build or builder prune (after the start's restore has re-attached every container).
+pub async fn sweep_containers(d: &Arc<crate::daemon::Daemon>) {
+    if d.builds.swept.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    for e in d.containers.list() {
+        let rec = e.snapshot();
+        let Some(build) = rec
+            .config
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(backend::BUILD_LABEL))
+        else {
+            continue;
+        };
+        if d.builds.is_active(build) {
+            continue;
+        }
+        if let Err(err) = d.container_remove_opts(&rec.id, true, true).await {
+            tracing::warn!(
+                "remove the container {} of an interrupted build: {}",
+                rec.id,
+                err.message
+            );
+        }
     }
 }
 
