@@ -359,6 +359,12 @@ async fn list(
                 if img.tags.is_empty() {
                     continue;
                 }
+                img.repo_digests.retain(|(repo, _)| {
+                    let name = Reference::parse_normalized(repo)
+                        .map(|r| r.familiar_name())
+                        .unwrap_or_else(|_| repo.clone());
+                    pats.iter().any(|p| glob(p, &name))
+                });
             }
             keep.push(img);
         }
@@ -1089,9 +1095,16 @@ async fn push(
             Ok(rep) => {
                 let md = rep.manifest_digest.clone();
                 let (d3, md2) = (d.clone(), md.clone());
-                let size = blocking(move || Ok(d3.images.content().size(&md2).unwrap_or(0)))
-                    .await
-                    .unwrap_or(0);
+                let (image_id, repo) = (img.id().clone(), r.name());
+                let size = blocking(move || {
+                    // Docker's RepoDigests: the repository now holds the image under this digest.
+                    if let Ok(mut ix) = d3.images.index() {
+                        let _ = ix.add_repo_digest(&image_id, &repo, &md2);
+                    }
+                    Ok(d3.images.content().size(&md2).unwrap_or(0))
+                })
+                .await
+                .unwrap_or(0);
                 let tag = r
                     .tag()
                     .map(str::to_string)
