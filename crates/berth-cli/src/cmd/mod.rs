@@ -442,6 +442,31 @@ mod tests {
             vec![
                 "berth", "exec", "-it", "-e", "A=1", "-u", "0", "-w", "/", "x", "sh", "-c", "x",
             ],
+            vec![
+                "berth",
+                "build",
+                "-t",
+                "a",
+                "-t",
+                "b:1",
+                "--build-arg",
+                "K",
+                "--rm",
+                "-f",
+                "-",
+                ".",
+            ],
+            vec![
+                "berth",
+                "build",
+                "--rm=false",
+                "--progress=plain",
+                "-q",
+                "-",
+            ],
+            vec!["berth", "image", "build", "."],
+            vec!["berth", "builder", "build", "--no-cache", "."],
+            vec!["berth", "builder", "prune", "-af", "--filter", "until=24h"],
         ] {
             assert!(Cli::try_parse_from(&argv).is_ok(), "{argv:?}");
         }
