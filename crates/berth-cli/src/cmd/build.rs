@@ -28,7 +28,7 @@ use http_body_util::BodyExt;
 use hyper::Method;
 use serde_json::Value;
 
-use crate::client::{json_lines, with_query, ApiError, Body, Client, ConnectError};
+use crate::client::{json_lines, with_query, ApiError, Body, Client, ConnectError, ReaderBody};
 use crate::cmd::status;
 use crate::stream::stdin_is_tty;
 
@@ -533,25 +533,28 @@ fn stdin_context(args: &BuildArgs) -> Result<PreparedContext> {
     if stdin_is_tty() {
         bail!("unable to prepare context: the context \"-\" is read from stdin, but stdin is a terminal");
     }
-    let mut data = Vec::new();
-    io::stdin()
-        .read_to_end(&mut data)
+    // The first block tells a tar (streamed on as it comes) from a Dockerfile.
+    let mut stdin = io::stdin();
+    let mut head = Vec::with_capacity(512);
+    (&mut stdin)
+        .take(512)
+        .read_to_end(&mut head)
         .context("read the build context from stdin")?;
     let failure = Arc::new(Mutex::new(None));
-    if is_archive(&data) {
+    if is_archive(&head) {
         let dockerfile = args.file.clone().unwrap_or_else(|| "Dockerfile".into());
-        let body = http_body_util::Full::new(Bytes::from(data))
-            .map_err(|never| match never {})
-            .boxed();
+        let body = ReaderBody::spawn(io::Cursor::new(head).chain(stdin));
         return Ok(PreparedContext {
             body,
             dockerfile,
             failure,
         });
     }
-    if args.file.is_some() {
-        bail!("ambiguous Dockerfile source: both stdin and flag correspond to Dockerfiles");
-    }
+    // A Dockerfile: sent alone, as "Dockerfile" (docker ignores -f here too).
+    let mut data = head;
+    stdin
+        .read_to_end(&mut data)
+        .context("read the Dockerfile from stdin")?;
     let extras = vec![Extra {
         name: "Dockerfile".into(),
         data,
