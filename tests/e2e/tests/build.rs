@@ -975,6 +975,22 @@ fn the_stock_docker_cli_and_docker_compose_build_against_berthd() -> Result<()> 
     }
     ensure!(d.docker_ok(&["run", "--rm", "dk:one"])? == "hello from docker build");
     ensure!(sh(&d, "dk:two", "cat /size")? == "24");
+    // An unchanged rebuild: "Using cache" for every step after FROM, the same image.
+    let out = docker_in(
+        &d,
+        c.path(),
+        &["build", "-t", "dk:one", "."],
+        Some("0"),
+        None,
+    )?;
+    ensure!(out.code == 0, "{out:?}");
+    ensure!(using_cache(&out.stdout) == 3, "{}", out.stdout);
+    ensure!(
+        out.stdout
+            .contains(&format!("Successfully built {}", &id[7..19])),
+        "{}",
+        out.stdout
+    );
     std::fs::remove_file(&iid)?;
 
     // Without DOCKER_BUILDKIT: docker 28 falls back to the classic builder when buildx is
