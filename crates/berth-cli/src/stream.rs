@@ -189,7 +189,7 @@ pub async fn pump(h: Hijacked, tty: bool, stdin: bool, detach: Option<Vec<u8>>) 
 /// The `--detach-keys` value as bytes (docker's default when not given), or a usage error.
 pub fn detach_keys(spec: Option<&str>) -> Result<Vec<u8>> {
     berth_types::parse_detach_keys(spec.unwrap_or(""))
-        .map_err(|e| crate::cmd::status(125, &format!("berth: {e}")))
+        .map_err(|e| crate::cmd::status(125, format!("berth: {e}")))
 }
 
 static SAVED: Mutex<Option<Termios>> = Mutex::new(None);

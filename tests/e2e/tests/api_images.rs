@@ -248,6 +248,31 @@ fn save_load_roundtrip_and_import_of_a_rootfs() -> Result<()> {
     let hist = d.docker_ok(&["history", "--format", "{{.Comment}}", "imported:1"])?;
     assert_eq!(hist, "from the e2e test");
 
+    // Import from a URL: berthd downloads it (a server on 127.0.0.1), same layer as from stdin.
+    let srv = common::http_server::HttpServer::start(work.path())?;
+    let name = tar
+        .file_name()
+        .and_then(|n| n.to_str())
+        .context("tar name")?;
+    let by_url = d.docker_ok(&["import", &srv.url(name), "fromurl:1"])?;
+    ensure!(by_url.starts_with("sha256:"), "{by_url}");
+    let layers =
+        |r: &str| d.docker_ok(&["image", "inspect", r, "--format", "{{json .RootFS.Layers}}"]);
+    assert_eq!(layers("fromurl:1")?, layers("imported:1")?);
+    let created_by = d.docker_ok(&[
+        "history",
+        "--no-trunc",
+        "--format",
+        "{{.Comment}}",
+        "fromurl:1",
+    ])?;
+    ensure!(created_by == format!("Imported from {}", srv.url(name)), "{created_by}");
+    // A URL that answers 404: the daemon's error, nothing created.
+    let out = d.docker(&["import", &srv.url("missing.tar"), "nope:1"])?;
+    ensure!(out.code == 1 && out.stderr.contains("404"), "{out:?}");
+    ensure!(d.docker(&["image", "inspect", "nope:1"])?.code != 0);
+    d.docker_ok(&["rmi", "fromurl:1"])?;
+
     // Hostile and broken input: refused with a message, nothing half-created.
     let before = d.docker_ok(&["images", "-q", "--no-trunc"])?;
     let out = d.docker_stdin(&["load"], b"this is not a tar")?;

@@ -77,7 +77,6 @@ impl ExecArgs {
             } else {
                 None
             },
-            ..Default::default()
         })
     }
 }

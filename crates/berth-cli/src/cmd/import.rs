@@ -1,5 +1,6 @@
-//! `berth import [-c CHANGE] [-m MSG] FILE|- [REPOSITORY[:TAG]]`: POST /images/create?fromSrc=-
-//! with the tarball; prints the new image id.
+//! `berth import [-c CHANGE] [-m MSG] FILE|URL|- [REPOSITORY[:TAG]]`: POST
+//! /images/create?fromSrc=- with the tarball (or fromSrc=URL, which the daemon downloads);
+//! prints the new image id.
 
 use anyhow::Result;
 use clap::Args;
@@ -21,16 +22,15 @@ pub struct ImportArgs {
     /// Set platform if server is multi-platform capable
     #[arg(long)]
     pub platform: Option<String>,
-    /// A file, "-" for stdin (URLs are not supported)
+    /// A file, an http(s) URL (the daemon downloads it), or "-" for stdin
     pub file: String,
     pub reference: Option<String>,
 }
 
 pub async fn run(client: &mut Client, args: ImportArgs) -> Result<i32> {
-    if args.file.starts_with("http://") || args.file.starts_with("https://") {
-        anyhow::bail!("importing from a URL is not supported: download it and import the file");
-    }
-    let mut q = vec![("fromSrc", "-".to_string())];
+    // A URL is downloaded by the daemon (as docker does); a file or stdin is sent.
+    let url = args.file.starts_with("http://") || args.file.starts_with("https://");
+    let mut q = vec![("fromSrc", if url { args.file.clone() } else { "-".to_string() })];
     if let Some(r) = &args.reference {
         let (repo, tag) = repo_and_tag(r)?;
         q.push(("repo", repo));
@@ -45,7 +45,11 @@ pub async fn run(client: &mut Client, args: ImportArgs) -> Result<i32> {
     if let Some(p) = &args.platform {
         q.push(("platform", p.clone()));
     }
-    let body = input_body(Some(&args.file))?;
+    let body = if url {
+        crate::client::empty()
+    } else {
+        input_body(Some(&args.file))?
+    };
     let resp = client
         .send_stream(
             Method::POST,

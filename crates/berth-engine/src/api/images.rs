@@ -935,9 +935,10 @@ async fn import(
     q: Query,
     body: Body,
 ) -> Result<Response, EngineError> {
-    if src != "-" {
+    let from_url = src.starts_with("http://") || src.starts_with("https://");
+    if src != "-" && !from_url {
         return Err(EngineError::invalid(format!(
-            "importing from {src:?} is not supported: send the tar in the request body (fromSrc=-)"
+            "cannot import from {src:?}: give an http:// or https:// URL, or send the tar in the request body (fromSrc=-)"
         )));
     }
     let mut tags = Vec::new();
@@ -963,16 +964,38 @@ async fn import(
         tags,
         message: q.get("message").map(str::to_string),
         changes,
-        source: Some("-".into()),
+        source: Some(src.clone()),
         format: Default::default(),
     };
-    let reader = BodyReader::new(body);
     let d2 = d.clone();
-    let id = blocking(move || {
-        let img = d2.images.import(reader, &opts)?;
-        Ok(img.id().clone())
-    })
-    .await?;
+    let id = if from_url {
+        // `docker import URL`: the daemon downloads the tarball (into its own temp dir, removed
+        // whatever happens), then imports it as if it had been sent.
+        let tmp = tempfile::Builder::new()
+            .prefix("import-")
+            .tempfile_in(d.images.tmp_dir())
+            .map_err(|e| EngineError::internal(format!("create a temp file for {src}: {e}")))?;
+        d.builds
+            .fetcher()
+            .fetch(&src, tmp.path())
+            .await
+            .map_err(|e| EngineError::invalid(e.to_string()))?;
+        blocking(move || {
+            let f = std::fs::File::open(tmp.path())
+                .map_err(|e| EngineError::internal(format!("open the download of {src}: {e}")))?;
+            let img = d2.images.import(std::io::BufReader::new(f), &opts)?;
+            drop(tmp);
+            Ok(img.id().clone())
+        })
+        .await?
+    } else {
+        let reader = BodyReader::new(body);
+        blocking(move || {
+            let img = d2.images.import(reader, &opts)?;
+            Ok(img.id().clone())
+        })
+        .await?
+    };
     d.events.emit(
         "image",
         "import",

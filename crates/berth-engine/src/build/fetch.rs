@@ -1,4 +1,4 @@
-//! `ADD <url>`: an HTTP(S) GET over the same stack the registry client uses (hyper with rustls
+//! `ADD <url>` and `docker import URL`: an HTTP(S) GET over the same stack the registry client uses (hyper with rustls
 //! and the system roots), following redirects, bounded in size and time. The file name is the
 //! URL path's last segment, else Content-Disposition's `filename`, as Docker's classic builder
 //! guesses it.

@@ -573,6 +573,7 @@ pub fn sha256(p: &Path) -> Result<String> {
 }
 
 pub mod daemon_util;
+pub mod http_server;
 pub mod images;
 
 /// The default bridge berthd makes for a data root (berth-engine's `config::default_bridge`):
