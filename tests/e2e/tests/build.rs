@@ -934,7 +934,7 @@ fn the_stock_docker_cli_and_docker_compose_build_against_berthd() -> Result<()> 
         ),
         ("hello.txt", "hello from docker build\n"),
     ])?;
-    let iid = c.path().join("..").join("docker.iid");
+    let iid = c.path().with_extension("docker.iid");
     let iid_s = iid.display().to_string();
     // The classic builder, asked for.
     let out = docker_in(
@@ -1240,7 +1240,7 @@ fn the_berth_cli_sends_contexts_as_docker_does() -> Result<()> {
     ensure!(out.code == 0, "{out:?}");
 
     // -q prints the id only; --iidfile writes it.
-    let iid = c.path().join("..").join("cli.iid");
+    let iid = c.path().with_extension("cli.iid");
     let iid_s = iid.display().to_string();
     let out = berth(&d, &["build", "-q", "--iidfile", &iid_s, "-f", &f, &c.p()])?.ok()?;
     let id = read_iid(&iid)?;
