@@ -12,9 +12,8 @@
 mod berthd;
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
@@ -210,48 +209,6 @@ fn assert_nothing_left(d: &Berthd) -> Result<()> {
         builds.display()
     );
     Ok(())
-}
-
-/// A python3 http.server on 127.0.0.1 serving a directory, killed on drop.
-struct HttpServer {
-    child: Child,
-    port: u16,
-}
-
-impl HttpServer {
-    fn start(dir: &Path) -> Result<Self> {
-        let mut child = Command::new("python3")
-            .args(["-u", "-m", "http.server", "0", "--bind", "127.0.0.1"])
-            .arg("--directory")
-            .arg(dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("start python3 -m http.server")?;
-        let stdout = child.stdout.take().context("no stdout")?;
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line)?;
-        // "Serving HTTP on 127.0.0.1 port 40123 (http://127.0.0.1:40123/) ..."
-        let port = line
-            .split_whitespace()
-            .skip_while(|w| *w != "port")
-            .nth(1)
-            .and_then(|p| p.parse().ok());
-        let Some(port) = port else {
-            let _ = child.kill();
-            let _ = child.wait();
-            bail!("http.server said {line:?}");
-        };
-        Ok(Self { child, port })
-    }
-}
-
-impl Drop for HttpServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -530,7 +487,7 @@ fn add_archives_and_urls_and_heredocs() -> Result<()> {
     require_root!();
     let d = Berthd::with_busybox()?;
     let web = Ctx::new(&[("hello.txt", "hello over http\n"), ("second.txt", "2nd\n")])?;
-    let srv = HttpServer::start(web.path())?;
+    let srv = common::http_server::HttpServer::start(web.path())?;
     let staging = Ctx::new(&[
         ("pkg/README", "readme\n"),
         ("pkg/bin/tool", "#!/bin/sh\necho tool-ran\n"),
@@ -1183,6 +1140,36 @@ fn the_berth_cli_sends_contexts_as_docker_does() -> Result<()> {
         .to_string();
     berth_build_ok(&d, &["-f", &f, "-t", "cli:outside", &c.p()])?;
     ensure!(sh(&d, "cli:outside", "cat /listing")? == "Dockerfile\na.txt");
+    // `<Dockerfile>.dockerignore` next to it wins over the context's (never sent, never seen).
+    std::fs::write(
+        elsewhere.path().join("Build.dockerfile.dockerignore"),
+        "a.txt\n",
+    )?;
+    berth_build_ok(&d, &["-f", &f, "-t", "cli:own-ignore", &c.p()])?;
+    let listing = sh(&d, "cli:own-ignore", "cat /listing")?;
+    ensure!(listing == "Dockerfile", "{listing}");
+    std::fs::create_dir_all(c.path().join("sub"))?;
+    std::fs::write(
+        c.path().join("sub/Dockerfile"),
+        "FROM busybox\nCOPY . /ctx/\nRUN ls -A /ctx > /listing\n",
+    )?;
+    std::fs::write(
+        c.path().join("sub/Dockerfile.dockerignore"),
+        "a.txt\nDockerfile\n",
+    )?;
+    berth_build_ok(
+        &d,
+        &[
+            "-f",
+            &format!("{}/sub/Dockerfile", c.p()),
+            "-t",
+            "cli:sub",
+            &c.p(),
+        ],
+    )?;
+    let listing = sh(&d, "cli:sub", "cat /listing")?;
+    ensure!(listing == "sub", "{listing}");
+    std::fs::remove_dir_all(c.path().join("sub"))?;
     // -f relative to the current directory, as docker.
     let out = berth_full(
         &d,

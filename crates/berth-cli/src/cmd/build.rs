@@ -180,6 +180,9 @@ pub async fn run(client: &mut Client, args: BuildArgs) -> Result<i32> {
     }
     q.push(("version", "1".into()));
     let mut headers: Vec<(&str, String)> = Vec::new();
+    if let Some(cfg) = crate::cmd::login::registry_config_header() {
+        headers.push(("X-Registry-Config", cfg));
+    }
     if let Some(s) = secrets {
         headers.push((SECRETS_HEADER, s));
     }
@@ -472,10 +475,31 @@ fn prepare_context(args: &BuildArgs) -> Result<PreparedContext> {
             }
         }
     };
-    let ignore_text = match std::fs::read(abs.join(".dockerignore")) {
-        Ok(b) => Some(b),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-        Err(e) => bail!("read {}: {e}", abs.join(".dockerignore").display()),
+    // `<Dockerfile>.dockerignore` next to the Dockerfile wins over the context's `.dockerignore`
+    // (BuildKit's rule, which berthd applies too).
+    let own_ignore = match (&inside, &outside) {
+        (Some(rel), _) => Some(abs.join(format!("{rel}.dockerignore"))),
+        (None, Some(_)) => args
+            .file
+            .as_deref()
+            .filter(|f| *f != "-")
+            .map(|f| PathBuf::from(format!("{f}.dockerignore"))),
+        (None, None) => None,
+    };
+    let read_opt = |p: &Path| -> Result<Option<Vec<u8>>> {
+        match std::fs::read(p) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => bail!("read {}: {e}", p.display()),
+        }
+    };
+    let own_text = match &own_ignore {
+        Some(p) => read_opt(p)?,
+        None => None,
+    };
+    let ignore_text = match &own_text {
+        Some(t) => Some(t.clone()),
+        None => read_opt(&abs.join(".dockerignore"))?,
     };
     let matcher = match &ignore_text {
         Some(t) => Matcher::from_text(&String::from_utf8_lossy(t))
@@ -494,7 +518,18 @@ fn prepare_context(args: &BuildArgs) -> Result<PreparedContext> {
     )?;
     let mut extras = Vec::new();
     let dockerfile = match (inside, outside) {
-        (Some(rel), _) => rel,
+        (Some(rel), _) => {
+            // The Dockerfile's own ignore file is always sent, like the Dockerfile itself.
+            if let Some(t) = &own_text {
+                let name = format!("{rel}.dockerignore");
+                items.retain(|i| i.rel != Path::new(&name));
+                extras.push(Extra {
+                    name,
+                    data: t.clone(),
+                });
+            }
+            rel
+        }
         (None, Some(data)) => {
             let name = format!(".dockerfile.{}", random_hex(10));
             // The generated name is hidden from COPY by the .dockerignore, as docker does.
@@ -502,10 +537,16 @@ fn prepare_context(args: &BuildArgs) -> Result<PreparedContext> {
                 Some(t) => t.clone(),
                 None => b".dockerignore".to_vec(),
             };
-            ign.extend_from_slice(format!("\n{name}\n").as_bytes());
-            items.retain(|i| i.rel != Path::new(".dockerignore"));
+            let ign_name = if own_text.is_some() {
+                format!("{name}.dockerignore")
+            } else {
+                ".dockerignore".to_string()
+            };
+            // Both generated names stay out of COPY's sight.
+            ign.extend_from_slice(format!("\n{name}\n{ign_name}\n").as_bytes());
+            items.retain(|i| i.rel != Path::new(&ign_name));
             extras.push(Extra {
-                name: ".dockerignore".into(),
+                name: ign_name,
                 data: ign,
             });
             extras.push(Extra {

@@ -88,21 +88,35 @@ pub fn server_key(server: Option<&str>) -> String {
     }
 }
 
+/// One stored login as Docker's AuthConfig JSON, if `auth` decodes to `user:password`.
+fn auth_config(key: &str, auth: &str) -> Option<Value> {
+    let s = base64::engine::general_purpose::STANDARD
+        .decode(auth)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())?;
+    let (u, p) = s.split_once(':')?;
+    Some(json!({"username": u, "password": p, "serveraddress": key}))
+}
+
+/// `X-Registry-Config` for a build (base64url JSON of `{server: AuthConfig}` for every stored
+/// login, as docker sends it), so the daemon can pull private `FROM` images; `None` if none.
+pub fn registry_config_header() -> Option<String> {
+    let cfg = load_config();
+    let auths = cfg["auths"].as_object()?;
+    let all: serde_json::Map<String, Value> = auths
+        .iter()
+        .filter_map(|(k, v)| Some((k.clone(), auth_config(k, v["auth"].as_str()?)?)))
+        .collect();
+    (!all.is_empty())
+        .then(|| base64::engine::general_purpose::URL_SAFE.encode(Value::Object(all).to_string()))
+}
+
 /// Base64url JSON of the stored credentials for a registry domain (`e30=`, i.e. `{}`, if none).
 pub fn registry_auth_header(domain: &str) -> String {
     let key = server_key(Some(domain));
     let cfg = load_config();
     let auth = cfg["auths"][&key]["auth"].as_str().unwrap_or_default();
-    let body = base64::engine::general_purpose::STANDARD
-        .decode(auth)
-        .ok()
-        .and_then(|b| String::from_utf8(b).ok())
-        .and_then(|s| {
-            s.split_once(':')
-                .map(|(u, p)| (u.to_string(), p.to_string()))
-        })
-        .map(|(u, p)| json!({"username": u, "password": p, "serveraddress": key}))
-        .unwrap_or_else(|| json!({}));
+    let body = auth_config(&key, auth).unwrap_or_else(|| json!({}));
     base64::engine::general_purpose::URL_SAFE.encode(body.to_string())
 }
 
