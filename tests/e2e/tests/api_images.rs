@@ -266,7 +266,10 @@ fn save_load_roundtrip_and_import_of_a_rootfs() -> Result<()> {
         "{{.Comment}}",
         "fromurl:1",
     ])?;
-    ensure!(created_by == format!("Imported from {}", srv.url(name)), "{created_by}");
+    ensure!(
+        created_by == format!("Imported from {}", srv.url(name)),
+        "{created_by}"
+    );
     // A URL that answers 404: the daemon's error, nothing created.
     let out = d.docker(&["import", &srv.url("missing.tar"), "nope:1"])?;
     ensure!(out.code == 1 && out.stderr.contains("404"), "{out:?}");

@@ -30,7 +30,14 @@ pub struct ImportArgs {
 pub async fn run(client: &mut Client, args: ImportArgs) -> Result<i32> {
     // A URL is downloaded by the daemon (as docker does); a file or stdin is sent.
     let url = args.file.starts_with("http://") || args.file.starts_with("https://");
-    let mut q = vec![("fromSrc", if url { args.file.clone() } else { "-".to_string() })];
+    let mut q = vec![(
+        "fromSrc",
+        if url {
+            args.file.clone()
+        } else {
+            "-".to_string()
+        },
+    )];
     if let Some(r) = &args.reference {
         let (repo, tag) = repo_and_tag(r)?;
         q.push(("repo", repo));
