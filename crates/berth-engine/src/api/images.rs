@@ -736,64 +736,6 @@ async fn create(
     ))
 }
 
-/// Turns the registry client's progress into Docker's pull lines.
-#[derive(Default)]
-struct PullLines {
-    announced: HashSet<Digest>,
-    last_pct: HashMap<Digest, u64>,
-}
-
-impl PullLines {
-    fn announce(&mut self, id: &Digest, out: &mut Vec<Value>) {
-        if self.announced.insert(id.clone()) {
-            out.push(layer_status("Pulling fs layer", id.short()));
-        }
-    }
-
-    fn lines(&mut self, p: Progress, from: &str, tag: &str) -> Vec<Value> {
-        let mut out = Vec::new();
-        match p {
-            Progress::Resolved { .. } => {
-                out.push(json!({"status": format!("Pulling from {from}"), "id": tag}));
-            }
-            Progress::Waiting { id } => {
-                self.announce(&id, &mut out);
-                out.push(layer_status("Waiting", id.short()));
-            }
-            Progress::Downloading { id, current, total } => {
-                self.announce(&id, &mut out);
-                // At most one line per percent.
-                let pct = (current * 100).checked_div(total).unwrap_or(0);
-                if self.last_pct.insert(id.clone(), pct) != Some(pct) || current == total {
-                    out.push(layer_progress("Downloading", id.short(), current, total));
-                }
-            }
-            Progress::Retrying { id, attempt, .. } => {
-                out.push(layer_status(
-                    &format!("Retrying (attempt {attempt})"),
-                    id.short(),
-                ));
-            }
-            Progress::Extracting { id } => {
-                self.announce(&id, &mut out);
-                out.push(layer_status("Verifying Checksum", id.short()));
-                out.push(layer_status("Download complete", id.short()));
-                out.push(layer_status("Extracting", id.short()));
-            }
-            Progress::Done { id } => {
-                self.announce(&id, &mut out);
-                out.push(layer_status("Pull complete", id.short()));
-            }
-            Progress::AlreadyExists { id } => {
-                self.announced.insert(id.clone());
-                out.push(layer_status("Already exists", id.short()));
-            }
-            _ => {}
-        }
-        out
-    }
-}
-
 fn auth_of(headers: &HeaderMap) -> Result<Option<AuthConfig>, EngineError> {
     match headers.get("X-Registry-Auth") {
         None => Ok(None),
@@ -836,7 +778,7 @@ async fn pull(
         .or_else(|| r.digest().map(|g| g.to_string()))
         .unwrap_or_default();
     let (ptx, mut prx) = tokio::sync::mpsc::unbounded_channel::<Value>();
-    let state = Mutex::new(PullLines::default());
+    let state = Mutex::new(svc::PullLines::default());
     let (from_path, tag2) = (r.path().to_string(), shown_tag.clone());
     let progress: ProgressFn = Arc::new(move |p| {
         if let Ok(mut s) = state.lock() {
@@ -1361,7 +1303,7 @@ mod tests {
 
     #[test]
     fn pull_lines_follow_dockers_order() {
-        let mut p = PullLines::default();
+        let mut p = svc::PullLines::default();
         let id = Digest::parse(&format!("sha256:{}", "a".repeat(64))).unwrap();
         let l = p.lines(
             Progress::Resolved {

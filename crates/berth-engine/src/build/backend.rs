@@ -25,7 +25,7 @@ use berth_build::backend::RunMountSpec;
 use berth_build::{Backend, BackendError, Commit, ImageId, ImageInfo, RunConfig, RunRequest};
 use berth_image::image::config::{now_rfc3339, History};
 use berth_image::image::{CreateOptions, Image, ImageConfig, NewLayer};
-use berth_image::registry::{Progress, ProgressFn, RegistryError};
+use berth_image::registry::{ProgressFn, RegistryError};
 use berth_types::api::{
     AuthConfig, ContainerCreateBody, HealthConfig, HostConfig, Mount, MountTmpfsOptions, MountType,
 };
@@ -38,7 +38,6 @@ use super::output::Sink;
 use super::{rootfs, BuildDir};
 use crate::daemon::Daemon;
 use crate::error::EngineError;
-use crate::images::{layer_progress, layer_status};
 
 /// The label every container of a build carries, with the build's id.
 pub const BUILD_LABEL: &str = "berth.build";
@@ -179,7 +178,7 @@ impl<'a> EngineBackend<'a> {
             .or_else(|| r.digest().map(|g| g.to_string()))
             .unwrap_or_default();
         let from = r.path().to_string();
-        let lines = std::sync::Mutex::new(PullLines::default());
+        let lines = std::sync::Mutex::new(crate::images::PullLines::default());
         let progress: ProgressFn = Arc::new(move |p| {
             if let Ok(mut s) = lines.lock() {
                 for v in s.lines(p, &from, &shown_tag) {
@@ -528,51 +527,6 @@ fn pull_error(r: &Reference, e: RegistryError) -> BackendError {
             ))
         }
         _ => BackendError::Other(e.to_string()),
-    }
-}
-
-/// Docker's pull lines, from the registry client's progress.
-#[derive(Default)]
-struct PullLines {
-    announced: HashSet<Digest>,
-    last_pct: HashMap<Digest, u64>,
-}
-
-impl PullLines {
-    fn lines(&mut self, p: Progress, from: &str, tag: &str) -> Vec<Value> {
-        let mut out = Vec::new();
-        let mut announce = |id: &Digest, out: &mut Vec<Value>| {
-            if self.announced.insert(id.clone()) {
-                out.push(layer_status("Pulling fs layer", id.short()));
-            }
-        };
-        match p {
-            Progress::Resolved { .. } => {
-                out.push(json!({"status": format!("Pulling from {from}"), "id": tag}));
-            }
-            Progress::Downloading { id, current, total } => {
-                announce(&id, &mut out);
-                let pct = (current * 100).checked_div(total).unwrap_or(0);
-                if self.last_pct.insert(id.clone(), pct) != Some(pct) || current == total {
-                    out.push(layer_progress("Downloading", id.short(), current, total));
-                }
-            }
-            Progress::Extracting { id } => {
-                announce(&id, &mut out);
-                out.push(layer_status("Download complete", id.short()));
-                out.push(layer_status("Extracting", id.short()));
-            }
-            Progress::Done { id } => {
-                announce(&id, &mut out);
-                out.push(layer_status("Pull complete", id.short()));
-            }
-            Progress::AlreadyExists { id } => {
-                self.announced.insert(id.clone());
-                out.push(layer_status("Already exists", id.short()));
-            }
-            _ => {}
-        }
-        out
     }
 }
 

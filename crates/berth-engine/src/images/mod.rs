@@ -6,7 +6,7 @@
 //! HTTP stays in `api::images`; this module speaks in store types and [`EngineError`]s. It must
 //! never call the blocking store from an async context: callers go through [`blocking`].
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use base64::Engine as _;
@@ -15,7 +15,7 @@ use berth_image::gc::{DeleteItem, GcError, ImageOps};
 use berth_image::image::{Image, ImageError, ImageStore};
 use berth_image::index::IndexError;
 use berth_image::layer::LayerError;
-use berth_image::registry::{Credentials, Registry, RegistryConfig, RegistryError};
+use berth_image::registry::{Credentials, Progress, Registry, RegistryConfig, RegistryError};
 use berth_image::ContentError;
 use berth_types::api::AuthConfig;
 use berth_types::{Digest, ErrorKind, Reference, ReferenceError};
@@ -351,6 +351,64 @@ pub fn repo_digests(img: &Image) -> Vec<String> {
             format!("{name}@{d}")
         })
         .collect()
+}
+
+/// Turns the registry client's progress into Docker's pull lines.
+#[derive(Default)]
+pub struct PullLines {
+    announced: HashSet<Digest>,
+    last_pct: HashMap<Digest, u64>,
+}
+
+impl PullLines {
+    fn announce(&mut self, id: &Digest, out: &mut Vec<Value>) {
+        if self.announced.insert(id.clone()) {
+            out.push(layer_status("Pulling fs layer", id.short()));
+        }
+    }
+
+    pub fn lines(&mut self, p: Progress, from: &str, tag: &str) -> Vec<Value> {
+        let mut out = Vec::new();
+        match p {
+            Progress::Resolved { .. } => {
+                out.push(json!({"status": format!("Pulling from {from}"), "id": tag}));
+            }
+            Progress::Waiting { id } => {
+                self.announce(&id, &mut out);
+                out.push(layer_status("Waiting", id.short()));
+            }
+            Progress::Downloading { id, current, total } => {
+                self.announce(&id, &mut out);
+                // At most one line per percent.
+                let pct = (current * 100).checked_div(total).unwrap_or(0);
+                if self.last_pct.insert(id.clone(), pct) != Some(pct) || current == total {
+                    out.push(layer_progress("Downloading", id.short(), current, total));
+                }
+            }
+            Progress::Retrying { id, attempt, .. } => {
+                out.push(layer_status(
+                    &format!("Retrying (attempt {attempt})"),
+                    id.short(),
+                ));
+            }
+            Progress::Extracting { id } => {
+                self.announce(&id, &mut out);
+                out.push(layer_status("Verifying Checksum", id.short()));
+                out.push(layer_status("Download complete", id.short()));
+                out.push(layer_status("Extracting", id.short()));
+            }
+            Progress::Done { id } => {
+                self.announce(&id, &mut out);
+                out.push(layer_status("Pull complete", id.short()));
+            }
+            Progress::AlreadyExists { id } => {
+                self.announced.insert(id.clone());
+                out.push(layer_status("Already exists", id.short()));
+            }
+            _ => {}
+        }
+        out
+    }
 }
 
 /// Event attributes with just a name.
