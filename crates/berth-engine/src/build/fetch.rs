@@ -51,21 +51,7 @@ pub struct Fetcher {
 
 impl Fetcher {
     pub fn new() -> Self {
-        // Another part of the process may have installed a provider already: either is fine.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_connect_timeout(Some(Duration::from_secs(30)));
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
-        let tls = rustls::ClientConfig::builder()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
+        let https = berth_image::registry::https_connector(berth_image::registry::system_roots());
         Self {
             client: Client::builder(TokioExecutor::new()).build(https),
         }

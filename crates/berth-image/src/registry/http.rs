@@ -162,30 +162,43 @@ fn authority_of(url: &str) -> Option<&str> {
     (!a.is_empty()).then_some(a)
 }
 
+/// The system's root certificates (none when there is no system CA store: HTTPS then fails with
+/// a certificate error naming the host, plain HTTP still works).
+pub fn system_roots() -> rustls::RootCertStore {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+    roots
+}
+
+/// An HTTP/1 connector that speaks plain HTTP and HTTPS (rustls with `roots`), with a 30 s
+/// connect timeout: what the registry client and berthd's downloads (`ADD <url>`, `import URL`)
+/// both use.
+pub fn https_connector(roots: rustls::RootCertStore) -> HttpsConnector<HttpConnector> {
+    // Another part of the process may have installed a provider already: either is fine.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(Duration::from_secs(30)));
+    let tls = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http)
+}
+
 impl Transport {
     pub fn new(config: RegistryConfig) -> Result<Self, RegistryError> {
-        // Another part of the process may have installed a provider already: either is fine.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(Duration::from_secs(30)));
-        // The system roots (none when there is no system CA store: HTTPS then fails with a
-        // certificate error naming the host, plain HTTP still works), plus the CAs of certs.d.
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+        // The system roots plus the CAs of certs.d.
+        let mut roots = system_roots();
         let tls_domains = match &config.certs_dir {
             Some(dir) => load_certs_dir(dir, &mut roots)?,
             None => HashSet::new(),
         };
-        let tls = rustls::ClientConfig::builder()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
+        let https = https_connector(roots);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .build(https);

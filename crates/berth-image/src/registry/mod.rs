@@ -13,6 +13,7 @@
 
 mod auth;
 mod http;
+pub use http::{https_connector, system_roots};
 mod manifest;
 mod pull;
 mod push;
