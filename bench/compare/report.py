@@ -1,0 +1,442 @@
+#!/usr/bin/env python3
+"""report.py OUT — turns bench/compare's raw measurements (OUT/raw) into OUT/results.json,
+OUT/table.md, OUT/start-latency.svg and OUT/memory.svg. Medians everywhere; ratios are
+peer / berth. Published figures are printed beside ours with their source."""
+import glob
+import json
+import os
+import statistics
+import sys
+
+OUT = sys.argv[1]
+RAW = os.path.join(OUT, "raw")
+
+# Published figures, quoted with their source (issue 8, shared/PEERS.md).
+PUBLISHED = {
+    "source": 'Boden Russell, "Passive benchmarking with docker LXC, KVM & OpenStack" (2014, 16-CPU host)',
+    "boot_s": {"docker": 3.53, "kvm": 5.78},
+    "mem_per_instance_mb": {"docker": 49, "kvm": 292},
+    "idle_host_cpu_pct": {"docker": 0.20, "kvm": 1.91},
+    "guest_mem_bandwidth_gbs": {"docker": 12.9, "kvm": 7.2},
+    "firecracker": "Firecracker's specification: <= 125 ms to guest init, <= 5 MiB VMM overhead",
+}
+
+COLS = ["berth", "docker", "podman", "crun", "vm-microvm", "vm-q35", "qemu-alone"]
+
+
+def jl(path):
+    try:
+        with open(path) as f:
+            return [json.loads(l) for l in f if l.strip()]
+    except OSError:
+        return []
+
+
+def jload(path, default=None):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return default
+
+
+def tsv(path):
+    try:
+        with open(path) as f:
+            return [l.rstrip("\n").split("\t") for l in f if l.strip()]
+    except OSError:
+        return []
+
+
+def med(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+meta = jload(os.path.join(RAW, "meta.json"), {})
+vm = jload(os.path.join(RAW, "vm.json"), {})
+accel = vm.get("accel", "?")
+failures = [{"section": s, "peer": p, "reason": r} for s, p, r in tsv(os.path.join(RAW, "failures.tsv"))]
+
+# --- start latency ---------------------------------------------------------------------------
+start = {}  # series name -> {"ms": [...], "failed_runs": k}
+for f in sorted(glob.glob(os.path.join(RAW, "start-round*.json"))):
+    for r in jload(f, {}).get("results", []):
+        s = start.setdefault(r["command"], {"ms": [], "failed_runs": 0})
+        codes = r.get("exit_codes") or [0] * len(r["times"])
+        for t, c in zip(r["times"], codes):
+            if c == 0:
+                s["ms"].append(t * 1e3)
+            else:
+                s["failed_runs"] += 1
+vm_boot = {}
+for cfg in ("microvm", "q35"):
+    rows = jl(os.path.join(RAW, f"vmboot-{cfg}.jsonl"))
+    if rows:
+        vm_boot[cfg] = {"init_ms": [r["init_ms"] for r in rows if r.get("init_ms") is not None],
+                        "exit_ms": [r["exit_ms"] for r in rows if r.get("exit_ms") is not None and r.get("init_ms") is not None]}
+qmp = {}
+for cfg in ("microvm", "q35"):
+    rows = jl(os.path.join(RAW, f"qmp-{cfg}.jsonl"))
+    if rows:
+        qmp[cfg] = {"ready_ms": [r["ready_ms"] for r in rows if r.get("ready_ms") is not None and r.get("rc") == 0],
+                    "accel": rows[0].get("accel", "?")}
+http = {}
+for p in ("berth", "docker", "podman", "crun", "vm-microvm", "vm-q35"):
+    rows = jl(os.path.join(RAW, f"http-{p}.jsonl"))
+    if rows:
+        http[p] = [r["ms"] for r in rows if r.get("ms") is not None]
+
+# --- density ---------------------------------------------------------------------------------
+density = {}
+for p in ("berth", "docker", "podman", "crun", "vm-microvm", "vm-paused"):
+    d = jload(os.path.join(RAW, f"density-{p}.json"))
+    if not d:
+        continue
+    n = d["started"]
+    starts = []
+    try:
+        with open(os.path.join(RAW, f"density-{p}-starts.txt")) as f:
+            starts = [int(l) / 1e3 for l in f if l.strip()]
+    except OSError:
+        pass
+    d["per_start_ms"] = d["total_s"] * 1e3 / n if n else None
+    d["start_ms_samples"] = starts
+    d["mem_per_instance_mb"] = d["mem_avail_drop_kb"] / 1024 / n if n else None
+    d["instance_pss_mb"] = d["instance_pss_kb"] / 1024 / n if n and d.get("instance_pss_kb") else None
+    d["helper_pss_median_mb"] = med(d["helper_pss_kb"]) / 1024 if d["helper_pss_kb"] else None
+    d["helper_rss_median_mb"] = med(d["helper_rss_kb"]) / 1024 if d["helper_rss_kb"] else None
+    d["disk_per_instance_kb"] = d["disk_kb"] / n if n else None
+    c = d.get("cpu_idle") or {}
+    d["idle_cpu_all_pct"] = c.get("procs_pct")
+    d["idle_cpu_per_instance_pct"] = c["procs_pct"] / n if n and c.get("procs_pct") is not None else None
+    density[p] = d
+
+# --- footprint -------------------------------------------------------------------------------
+image_kb = {p: int(k) for p, k in tsv(os.path.join(RAW, "image-kb.tsv"))}
+
+# --- work ------------------------------------------------------------------------------------
+work = {}
+for p, k, v in tsv(os.path.join(RAW, "work.tsv")):
+    work.setdefault(p, {}).setdefault(k, []).append(float(v))
+net = {}
+for row in tsv(os.path.join(RAW, "net.tsv")):
+    if len(row) == 3 and row[2]:  # a failed measurement leaves the value empty
+        net.setdefault(f"{row[0]} {row[1]}", []).append(float(row[2]))
+
+# --- the summary ----------------------------------------------------------------------------
+def col_value(metric, col):
+    """The median for one table cell, or None."""
+    if metric == "start_default":
+        if col in ("berth", "docker", "podman"):
+            return med(start.get(f"{col} default", {}).get("ms", []))
+        if col == "crun":
+            return med(start.get("crun none", {}).get("ms", []))
+        if col.startswith("vm-"):
+            return med(vm_boot.get(col[3:], {}).get("exit_ms", []))
+    if metric == "start_none":
+        if col in ("berth", "docker", "podman"):
+            return med(start.get(f"{col} none", {}).get("ms", []))
+        if col == "crun":
+            return med(start.get("crun none", {}).get("ms", []))
+    if metric == "to_init":
+        if col.startswith("vm-"):
+            return med(vm_boot.get(col[3:], {}).get("init_ms", []))
+        if col == "qemu-alone":
+            return med(qmp.get("microvm", {}).get("ready_ms", []))
+    if metric == "http":
+        return med(http.get(col, []))
+    dcol = "vm-paused" if col == "qemu-alone" else col
+    d = density.get(dcol)
+    if metric in ("per_start_ms", "mem_per_instance_mb", "helper_pss_median_mb", "instance_pss_mb", "idle_cpu_per_instance_pct",
+                  "idle_cpu_all_pct", "disk_per_instance_kb", "total_s"):
+        return d.get(metric) if d else None
+    if metric == "image_mb":
+        k = image_kb.get("vm" if col.startswith("vm-") else col)
+        return k / 1024 if k is not None else None
+    wcol = "vm" if col == "vm-microvm" else col
+    if metric == "cpu_ms":
+        return med(work.get(wcol, {}).get("cpu_ms", []))
+    if metric == "mem_gbs":
+        return med(work.get(wcol, {}).get("mem_gbs", []))
+    if metric == "net_bridge":
+        return med(net.get(f"{col} bridge", [])) if col in ("berth", "docker", "podman") else (
+            med(net.get("vm user-net", [])) if col == "vm-microvm" else None)
+    if metric == "net_published":
+        return med(net.get(f"{col} published", []))
+    return None
+
+
+METRICS = [
+    ("start_default", "start → exit of `run --rm busybox true`, default network (crun: new netns with lo only; VM: boot, init, power off), median ms", "{:.1f}"),
+    ("start_none", "the same with `--network none`, median ms", "{:.1f}"),
+    ("to_init", "VM: QEMU start → guest init, median ms (QEMU alone: → QMP ready, paused, no guest)", "{:.1f}"),
+    ("http", "start → first HTTP reply of a fresh busybox httpd (published on 127.0.0.1; crun: host network; VM: user-net hostfwd), median ms", "{:.1f}"),
+    ("total_s", "N idle instances started one after another, total s", "{:.1f}"),
+    ("per_start_ms", "… per start, ms", "{:.1f}"),
+    ("mem_per_instance_mb", "host memory per idle instance (MemAvailable drop / N), MB", "{:.2f}"),
+    ("instance_pss_mb", "PSS of each instance's processes (helper + what runs in it; VM: qemu), MB", "{:.2f}"),
+    ("helper_pss_median_mb", "… of which the helper process (berth-shim, containerd-shim, conmon, qemu), median MB", "{:.2f}"),
+    ("idle_cpu_all_pct", "CPU of all N idle instances with their daemons/helpers, % of the host", "{:.2f}"),
+    ("idle_cpu_per_instance_pct", "… per instance, % of the host", "{:.4f}"),
+    ("image_mb", "disk: the busybox image (crun: the bundle's rootfs; VM: kernel + initramfs), MB", "{:.1f}"),
+    ("disk_per_instance_kb", "disk per idle instance (writable layer + state), kB", "{:.0f}"),
+    ("cpu_ms", "work: integer loop, median ms per rep (lower is better)", "{:.0f}"),
+    ("mem_gbs", "work: memory copy, median GB/s", "{:.2f}"),
+    ("net_bridge", "TCP host → instance over its default network (VM: user-net hostfwd), Gbit/s", "{:.2f}"),
+    ("net_published", "TCP host → published port on 127.0.0.1, Gbit/s", "{:.2f}"),
+]
+
+table = {m: {c: col_value(m, c) for c in COLS} for m, _, _ in METRICS}
+host_cpu_ms = med(work.get("host", {}).get("cpu_ms", []))
+host_mem_gbs = med(work.get("host", {}).get("mem_gbs", []))
+loopback = med(net.get("host loopback", []))
+
+
+def fmt(m, c, spec):
+    v = table[m][c]
+    if v is None:
+        return "–"
+    s = spec.format(v)
+    b = table[m]["berth"]
+    if c != "berth" and b not in (None, 0):
+        s += f" ({v / b:.2f}×)"
+    return s
+
+
+col_names = {
+    "berth": "berth", "docker": "Docker", "podman": "Podman", "crun": "crun (bare)",
+    "vm-microvm": f"VM microvm ({accel})", "vm-q35": f"VM q35 ({accel})",
+    "qemu-alone": f"QEMU alone ({qmp.get('microvm', {}).get('accel', density.get('vm-paused', {}).get('accel', '?'))}, paused)",
+}
+nvals = meta.get("n_idle", {})
+lines = []
+lines.append(f"Measured {meta.get('date', '?')} on {meta.get('host', '?')}: {meta.get('cpu', '?')}, "
+             f"{meta.get('cpus', '?')} CPUs, {round(meta.get('mem_kb', 0) / 1048576)} GB, {meta.get('os', '?')}, "
+             f"kernel {meta.get('kernel', '?')}; load average at start {meta.get('loadavg_at_start', '?')} "
+             f"(the machine is shared: other work shows up in the figures).")
+lines.append("")
+lines.append(f"N idle containers: " + ", ".join(f"{k} {v}" for k, v in nvals.items())
+             + f"; VMs: {meta.get('vm_n', '?')}; idle containers with `--network {meta.get('density_net', '?')}`."
+             f" Start runs: {meta.get('runs')} × {meta.get('rounds')} rounds (hyperfine -N); VM boots: {meta.get('vm_runs')};"
+             f" HTTP: {meta.get('http_runs')} each. Ratios in brackets: peer / berth.")
+lines.append("")
+if accel == "tcg":
+    lines.append(f"**KVM did not boot the guest here, so every VM figure is QEMU's TCG emulation** "
+                 f"(reason: {vm.get('kvm_reason', '?').strip('; ')}). "
+                 "The QEMU-alone column is what a VM costs whatever the guest does: QEMU started paused under KVM.")
+    lines.append("")
+lines.append("| | " + " | ".join(col_names[c] for c in COLS) + " |")
+lines.append("|---|" + "---:|" * len(COLS))
+for m, label, spec in METRICS:
+    lines.append(f"| {label} | " + " | ".join(fmt(m, c, spec) for c in COLS) + " |")
+lines.append("")
+ref = []
+if host_cpu_ms:
+    ref.append(f"host (no container): integer loop {host_cpu_ms:.0f} ms, memory copy {host_mem_gbs:.2f} GB/s")
+if loopback:
+    ref.append(f"host loopback TCP {loopback:.2f} Gbit/s")
+if ref:
+    lines.append("Reference: " + "; ".join(ref) + ".")
+    lines.append("")
+
+# --- goals -------------------------------------------------------------------------------------
+goals = []
+
+
+def goal(name, ok, detail):
+    goals.append({"goal": name, "holds": ok, "detail": detail})
+
+
+def lt_all(metric, cols, what):
+    b = table[metric]["berth"]
+    others = {c: table[metric][c] for c in cols if table[metric][c] is not None}
+    if b is None or not others:
+        return None, f"{what}: not measured"
+    worse = [c for c, v in others.items() if v <= b]
+    return not worse, f"{what}: berth {b:.1f} ms vs " + ", ".join(f"{c} {v:.1f}" for c, v in others.items())
+
+
+ok1, d1 = lt_all("start_default", ["docker", "podman", "vm-microvm", "vm-q35"], "default network")
+ok2, d2 = lt_all("start_none", ["docker", "podman", "crun"], "--network none (crun: its only mode)")
+goal("start latency below every peer (incl. bare crun), far below the VM",
+     None if ok1 is None and ok2 is None else bool(ok1 is not False and ok2 is not False), d1 + "; " + d2)
+bm, pm, dm = (table["mem_per_instance_mb"][c] for c in ("berth", "podman", "docker"))
+bi, pi_, di = (table["instance_pss_mb"][c] for c in ("berth", "podman", "docker"))
+
+
+def mem_goal(name, peer, factor):
+    """Judged on the PSS of each container's processes (stable) and on the MemAvailable drop
+    (what the host loses, but moved by whatever else runs on the machine) when both drops are
+    positive."""
+    other_m, other_i = table["mem_per_instance_mb"][peer], table["instance_pss_mb"][peer]
+    parts, verdicts = [], []
+    if bi is not None and other_i is not None:
+        verdicts.append(bi * factor <= other_i)
+        parts.append(f"PSS of a container's processes: berth {bi:.2f} MB vs {peer} {other_i:.2f} MB ({other_i / bi:.1f}×)")
+    if bm is not None and other_m is not None:
+        if bm > 0 and other_m > 0:
+            verdicts.append(bm * factor <= other_m)
+            parts.append(f"MemAvailable drop: berth {bm:.2f} MB vs {peer} {other_m:.2f} MB ({other_m / bm:.1f}×)")
+        else:
+            parts.append(f"MemAvailable drop (berth {bm:.2f} MB, {peer} {other_m:.2f} MB) lost in the noise of other work, not judged")
+    goal(name, all(verdicts) if verdicts else None, "; ".join(parts) or "not measured")
+
+
+mem_goal("memory per idle container below Podman's (conmon)", "podman", 1)
+mem_goal("memory per idle container ≤ 1/10 of Docker's (containerd-shim)", "docker", 10)
+db = density.get("berth")
+goal("1000 containers started on this machine",
+     None if not db else (db["started"] >= 1000 and db["started"] == db["target"]),
+     f"berth started {db['started']} of {db['target']}" if db else "not measured")
+bc, bmm = med(work.get("berth", {}).get("cpu_ms", [])), med(work.get("berth", {}).get("mem_gbs", []))
+if bc and host_cpu_ms and bmm and host_mem_gbs:
+    dc, dmb = (bc / host_cpu_ms - 1) * 100, (bmm / host_mem_gbs - 1) * 100
+    goal("work inside within 2% of the host", abs(dc) <= 2 and abs(dmb) <= 2,
+         f"integer loop {dc:+.1f}% time, memory copy {dmb:+.1f}% bandwidth vs the host")
+else:
+    goal("work inside within 2% of the host", None, "not measured")
+
+lines.append("Goals (issue 8), as measured in this run:")
+lines.append("")
+for g in goals:
+    mark = {True: "holds", False: "**does not hold**", None: "not measured"}[g["holds"]]
+    lines.append(f"- {g['goal']}: {mark} — {g['detail']}")
+lines.append("")
+
+# --- published figures beside ours ---------------------------------------------------------------
+ours_boot = table["start_default"]
+lines.append(f"Published figures beside ours ({PUBLISHED['source']}):")
+lines.append("")
+lines.append("| | Docker 2014 | KVM 2014 | berth here | Docker here | VM here |")
+lines.append("|---|---:|---:|---:|---:|---:|")
+
+
+def g(v, spec):
+    return "–" if v is None else spec.format(v)
+
+
+vmcol = "vm-microvm"
+lines.append(f"| boot / start, s | {PUBLISHED['boot_s']['docker']} | {PUBLISHED['boot_s']['kvm']} | "
+             f"{g(ours_boot['berth'] and ours_boot['berth'] / 1e3, '{:.3f}')} | {g(ours_boot['docker'] and ours_boot['docker'] / 1e3, '{:.3f}')} | "
+             f"{g(ours_boot[vmcol] and ours_boot[vmcol] / 1e3, '{:.2f}')} ({accel}) |")
+mp = table["mem_per_instance_mb"]
+lines.append(f"| host memory per instance, MB | {PUBLISHED['mem_per_instance_mb']['docker']} | {PUBLISHED['mem_per_instance_mb']['kvm']} | "
+             f"{g(mp['berth'], '{:.2f}')} | {g(mp['docker'], '{:.2f}')} | {g(mp[vmcol], '{:.1f}')} ({accel}); QEMU alone {g(mp['qemu-alone'], '{:.1f}')} |")
+cp = table["idle_cpu_per_instance_pct"]
+lines.append(f"| idle host CPU per instance, % | {PUBLISHED['idle_host_cpu_pct']['docker']} | {PUBLISHED['idle_host_cpu_pct']['kvm']} | "
+             f"{g(cp['berth'], '{:.4f}')} | {g(cp['docker'], '{:.4f}')} | {g(cp[vmcol], '{:.3f}')} ({accel}); QEMU alone {g(cp['qemu-alone'], '{:.3f}')} |")
+mb = table["mem_gbs"]
+lines.append(f"| memory bandwidth inside, GB/s | {PUBLISHED['guest_mem_bandwidth_gbs']['docker']} | {PUBLISHED['guest_mem_bandwidth_gbs']['kvm']} | "
+             f"{g(mb['berth'], '{:.1f}')} | {g(mb['docker'], '{:.1f}')} | {g(mb[vmcol], '{:.1f}')} ({accel}) |")
+lines.append("")
+lines.append(f"{PUBLISHED['firecracker']}. The 2014 figures are another machine's (16 CPUs) and another copy method: "
+             "compare ratios, not absolute values.")
+lines.append("")
+if failures:
+    lines.append("Peers or steps that failed here (not timed, reason as reported):")
+    lines.append("")
+    for f in failures:
+        lines.append(f"- {f['peer']} ({f['section']}): {f['reason']}")
+    lines.append("")
+removes = ", ".join(f"{p} {d['remove_s']:.1f} s" for p, d in density.items() if d.get("remove_s") is not None)
+if removes:
+    lines.append(f"Removing the idle instances afterwards (not in the table): {removes}.")
+    lines.append("")
+lines.append("![start latency](start-latency.svg) ![memory per instance](memory.svg)")
+table_md = "\n".join(lines) + "\n"
+with open(os.path.join(OUT, "table.md"), "w") as f:
+    f.write(table_md)
+
+results = {
+    "meta": meta, "vm": vm, "failures": failures, "published": PUBLISHED, "goals": goals,
+    "table": {m: {"label": label, "values": table[m]} for m, label, _ in METRICS},
+    "reference": {"host_cpu_ms": host_cpu_ms, "host_mem_gbs": host_mem_gbs, "loopback_gbits": loopback},
+    "samples": {"start_ms": {k: v["ms"] for k, v in start.items()},
+                "start_failed_runs": {k: v["failed_runs"] for k, v in start.items()},
+                "vm_boot": vm_boot, "qemu_alone_qmp": qmp, "http_ms": http, "work": work, "net_gbits": net},
+    "density": density, "image_kb": image_kb,
+}
+with open(os.path.join(OUT, "results.json"), "w") as f:
+    json.dump(results, f, indent=1)
+
+# --- plots -------------------------------------------------------------------------------------
+try:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+except ImportError:
+    print("report.py: matplotlib missing (python3-matplotlib): no plots", file=sys.stderr)
+    sys.exit(0)
+
+series = []
+for p in ("berth", "docker", "podman"):
+    for net_ in ("default", "none"):
+        s = start.get(f"{p} {net_}", {}).get("ms")
+        if s:
+            series.append((f"{p} run --rm ({net_})", s))
+if start.get("crun none", {}).get("ms"):
+    series.append(("crun run (bundle)", start["crun none"]["ms"]))
+for cfg, d in vm_boot.items():
+    if d["exit_ms"]:
+        series.append((f"VM {cfg} ({accel}) boot+poweroff", d["exit_ms"]))
+for cfg, d in qmp.items():
+    if d["ready_ms"]:
+        series.append((f"QEMU {cfg} ({d['accel']}) to QMP, no guest", d["ready_ms"]))
+hseries = [(f"{p} first HTTP reply", v) for p, v in http.items() if v]
+
+fig, axes = plt.subplots(2, 1, figsize=(10, 0.42 * (len(series) + len(hseries)) + 2.5),
+                         gridspec_kw={"height_ratios": [max(len(series), 1), max(len(hseries), 1)]})
+for ax, ss, title in ((axes[0], series, "start → exit (serial runs)"), (axes[1], hseries, "start → first HTTP reply")):
+    if not ss:
+        ax.set_visible(False)
+        continue
+    labels = [s[0] for s in ss][::-1]
+    data = [s[1] for s in ss][::-1]
+    ax.boxplot(data, vert=False, labels=labels, showfliers=True, widths=0.6,
+               medianprops={"color": "crimson", "linewidth": 2})
+    for i, d in enumerate(data, start=1):
+        ax.scatter(d, [i] * len(d), s=6, alpha=0.35, color="k", zorder=3)
+    ax.set_xscale("log")
+    ax.set_xlabel("ms (log scale)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(axis="x", which="both", alpha=0.3)
+fig.suptitle(f"start latency — {meta.get('date', '')[:10]}, {meta.get('cpus', '?')} CPUs {meta.get('cpu', '')}", fontsize=11)
+fig.tight_layout()
+fig.savefig(os.path.join(OUT, "start-latency.svg"))
+fig.savefig(os.path.join(OUT, "start-latency.png"), dpi=80)
+plt.close(fig)
+
+order = [c for c in ("berth", "docker", "podman", "crun", "vm-microvm", "vm-paused") if c in density]
+if order:
+    names = {"vm-microvm": f"VM microvm\n({accel}, idle guest)", "vm-paused": f"QEMU alone\n({density.get('vm-paused', {}).get('accel', '?')}, paused)"}
+    x = range(len(order))
+    bars_ = [("MemAvailable drop per instance", [density[c]["mem_per_instance_mb"] for c in order]),
+             ("PSS of the instance's processes", [density[c].get("instance_pss_mb") for c in order]),
+             ("of which the helper (shim / conmon / qemu)", [density[c]["helper_pss_median_mb"] for c in order])]
+    fig, ax = plt.subplots(figsize=(10, 5))
+    w = 0.27
+    for k, (lab, vals) in enumerate(bars_):
+        xs = [i + (k - 1) * w for i in x]
+        hs = [v if v is not None and v > 0 else 0 for v in vals]
+        bars = ax.bar(xs, hs, w, label=lab)
+        for r, v in zip(bars, vals):
+            txt = "–" if v is None else (f"{v:.2f}" if v > 0 else "≤0 (noise)")
+            ax.annotate(txt, (r.get_x() + r.get_width() / 2, max(r.get_height(), 0.06)),
+                        ha="center", va="bottom", fontsize=6, rotation=90 if v is not None and v <= 0 else 0)
+    for v, lab, col in ((PUBLISHED["mem_per_instance_mb"]["docker"], "Docker 2014 (Russell)", "tab:gray"),
+                        (PUBLISHED["mem_per_instance_mb"]["kvm"], "KVM 2014 (Russell)", "tab:red")):
+        ax.axhline(v, ls="--", color=col, lw=1)
+        ax.annotate(lab + f" {v} MB", (len(order) - 0.5, v), ha="right", va="bottom", fontsize=8, color=col)
+    ax.set_xticks(list(x))
+    ax.set_xticklabels([names.get(c, c) + f"\nN={density[c]['started']}" for c in order], fontsize=8)
+    ax.set_yscale("log")
+    ax.set_ylim(bottom=0.05)
+    ax.set_ylabel("MB per instance (log scale)")
+    ax.set_title(f"host memory per idle instance — {meta.get('date', '')[:10]}", fontsize=11)
+    ax.legend(fontsize=8, loc="upper left")
+    ax.grid(axis="y", which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(os.path.join(OUT, "memory.svg"))
+    fig.savefig(os.path.join(OUT, "memory.png"), dpi=80)
+    plt.close(fig)
