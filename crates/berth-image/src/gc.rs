@@ -635,14 +635,18 @@ impl ImageOps {
             });
         }
         entries.reverse();
-        // As Docker: the newest entry is the image itself; earlier ones are not images here.
-        if let Some(top) = entries.first_mut() {
-            top.id = Some(img.id.clone());
-            top.tags = ix
-                .tags_of(&img.id)?
+        // As Docker: the newest entry is the image itself, the next its parent (the previous
+        // build step's image) and so on while there are parents; the rest are `<missing>`.
+        let mut cur = Some(img.id.clone());
+        for e in entries.iter_mut() {
+            let Some(id) = cur.take() else { break };
+            e.tags = ix
+                .tags_of(&id)?
                 .iter()
                 .map(|t| t.familiar_string())
                 .collect();
+            cur = ix.parent_of(&id)?;
+            e.id = Some(id);
         }
         Ok(entries)
     }

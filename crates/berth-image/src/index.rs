@@ -97,6 +97,14 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (image_id, repo)
     ) STRICT;
     "#,
+    // 4: the image a build step's image was made from (Docker's `Parent`: docker history shows
+    // every step's id through it). Images pulled, loaded or imported have none.
+    r#"
+    CREATE TABLE image_parents (
+        image_id TEXT PRIMARY KEY REFERENCES images(id) ON DELETE CASCADE,
+        parent   TEXT NOT NULL
+    ) STRICT;
+    "#,
 ];
 
 /// An image as the index records it.
@@ -381,6 +389,29 @@ impl ImageIndex {
             .conn
             .execute("DELETE FROM tags WHERE reference = ?1", [key])?;
         Ok(n > 0)
+    }
+
+    /// Records `parent` as the image `image` was built from (a build step).
+    pub fn set_parent(&mut self, image: &Digest, parent: &Digest) -> Result<(), IndexError> {
+        self.conn.execute(
+            "INSERT OR REPLACE INTO image_parents (image_id, parent) VALUES (?1, ?2)",
+            params![image.to_string(), parent.to_string()],
+        )?;
+        Ok(())
+    }
+
+    /// The image `image` was built from, if a build recorded one and it still exists.
+    pub fn parent_of(&self, image: &Digest) -> Result<Option<Digest>, IndexError> {
+        let p: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT p.parent FROM image_parents p JOIN images i ON i.id = p.parent \
+                 WHERE p.image_id = ?1",
+                [image.to_string()],
+                |r| r.get(0),
+            )
+            .optional()?;
+        p.map(|p| digest_col("image_parents.parent", p)).transpose()
     }
 
     /// Records that `image` has `digest` in repository `repo` (pull and push do; a later pull or

@@ -932,6 +932,18 @@ fn the_stock_docker_cli_and_docker_compose_build_against_berthd() -> Result<()> 
     }
     ensure!(d.docker_ok(&["run", "--rm", "dk:one"])? == "hello from docker build");
     ensure!(sh(&d, "dk:two", "cat /size")? == "24");
+    // As with Docker's classic builder: every step is an image with its parent, so history
+    // names each step's image (3 steps after FROM + the base image), the rest is <missing>.
+    let ids = d.docker_ok(&["history", "-q", "dk:one"])?;
+    let ids: Vec<&str> = ids.lines().collect();
+    let named = ids.iter().take_while(|l| **l != "<missing>").count();
+    ensure!(named == 4, "history ids: {ids:?}");
+    ensure!(ids[0] == &id[7..19], "{ids:?}");
+    let parent = d.docker_ok(&["image", "inspect", "-f", "{{.Parent}}", "dk:one"])?;
+    ensure!(
+        parent.starts_with("sha256:") && parent[7..19] == *ids[1],
+        "{parent} {ids:?}"
+    );
     // An unchanged rebuild: "Using cache" for every step after FROM, the same image.
     let out = docker_in(
         &d,

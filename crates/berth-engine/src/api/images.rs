@@ -260,13 +260,23 @@ fn created_unix(img: &Image) -> i64 {
         .unwrap_or(0)
 }
 
-fn summary(img: &Image, shared: i64, containers: i64) -> Value {
+/// Docker's `Parent`/`ParentId`: the image a build step was made from, or "".
+fn parent_of(d: &Daemon, img: &Image) -> String {
+    d.images
+        .index()
+        .ok()
+        .and_then(|ix| ix.parent_of(img.id()).ok().flatten())
+        .map(|p| p.to_string())
+        .unwrap_or_default()
+}
+
+fn summary(img: &Image, parent: String, shared: i64, containers: i64) -> Value {
     json!({
         "Containers": containers,
         "Created": created_unix(img),
         "Id": img.id().to_string(),
         "Labels": labels_of(img),
-        "ParentId": "",
+        "ParentId": parent,
         "RepoDigests": repo_digests(img),
         "RepoTags": img.tags.iter().map(Reference::familiar_string).collect::<Vec<_>>(),
         "SharedSize": shared,
@@ -385,7 +395,7 @@ async fn list(
             .iter()
             .map(|i| {
                 let (s, c) = usage.get(i.id()).copied().unwrap_or((-1, -1));
-                summary(i, s, c)
+                summary(i, parent_of(&d, i), s, c)
             })
             .collect();
         Ok(Value::Array(list))
@@ -455,7 +465,7 @@ fn inspect_json(d: &Daemon, img: &Image) -> Value {
         "Id": img.id().to_string(),
         "RepoTags": img.tags.iter().map(Reference::familiar_string).collect::<Vec<_>>(),
         "RepoDigests": repo_digests(img),
-        "Parent": "",
+        "Parent": parent_of(d, img),
         "Comment": extra("comment"),
         "Created": img.config.created.clone().unwrap_or_else(|| "0001-01-01T00:00:00Z".into()),
         "DockerVersion": extra("docker_version"),

@@ -292,6 +292,14 @@ impl<'a> EngineBackend<'a> {
             .images
             .create_image(layers, config, &CreateOptions::default())
             .map_err(|e| other(format!("create the image of the step: {e}")))?;
+        if let Some(p) = &parent {
+            // Docker's Parent: `docker history` shows each step's image through it.
+            self.d
+                .images
+                .index()
+                .and_then(|mut ix| Ok(ix.set_parent(img.id(), p.id())?))
+                .map_err(|e| other(format!("record the parent of the step: {e}")))?;
+        }
         Ok(img.id().to_string())
     }
 
