@@ -414,6 +414,19 @@ impl ImageIndex {
         p.map(|p| digest_col("image_parents.parent", p)).transpose()
     }
 
+    /// Whether some image records `image` as its parent.
+    pub fn has_children(&self, image: &Digest) -> Result<bool, IndexError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT 1 FROM image_parents WHERE parent = ?1 LIMIT 1",
+                [image.to_string()],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
+    }
+
     /// Records that `image` has `digest` in repository `repo` (pull and push do; a later pull or
     /// push of the same repository replaces it).
     pub fn add_repo_digest(

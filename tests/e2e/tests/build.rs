@@ -211,6 +211,15 @@ fn assert_nothing_left(d: &Berthd) -> Result<()> {
     Ok(())
 }
 
+/// Non-empty trimmed lines.
+fn read_lines(s: &str) -> Vec<String> {
+    s.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
 // ---------------------------------------------------------------------------------------------
 
 #[test]
@@ -944,6 +953,33 @@ fn the_stock_docker_cli_and_docker_compose_build_against_berthd() -> Result<()> 
         parent.starts_with("sha256:") && parent[7..19] == *ids[1],
         "{parent} {ids:?}"
     );
+    // rmi of a built image takes its unnamed step images with it (as Docker), not the base.
+    let before = d.docker_ok(&["images", "-aq"])?;
+    let chain = Ctx::new(&[(
+        "Dockerfile",
+        "FROM busybox\nENV CHAIN=1\nRUN echo $CHAIN > /chain\n",
+    )])?;
+    let out = docker_in(
+        &d,
+        chain.path(),
+        &["build", "-t", "chain:1", "."],
+        Some("0"),
+        None,
+    )?;
+    ensure!(out.code == 0, "{out:?}");
+    let steps = read_lines(&d.docker_ok(&["history", "-q", "chain:1"])?);
+    let out = d.docker_ok(&["rmi", "chain:1"])?;
+    for step in &steps[..2] {
+        ensure!(
+            out.contains(&format!("Deleted: sha256:{step}")),
+            "{step} not deleted: {out}"
+        );
+    }
+    ensure!(
+        d.docker_ok(&["images", "-aq"])? == before,
+        "step images left"
+    );
+    ensure!(d.docker_ok(&["run", "--rm", "busybox", "true"]).is_ok());
     // An unchanged rebuild: "Using cache" for every step after FROM, the same image.
     let out = docker_in(
         &d,

@@ -187,7 +187,30 @@ pub fn remove(d: &Daemon, name: &str, force: bool) -> Result<Vec<DeleteItem>, En
             )));
         }
     }
-    Ok(svc.ops.rmi(&mut ix, name, force)?)
+    let mut parent = ix.parent_of(img.id())?;
+    let mut items = svc.ops.rmi(&mut ix, name, force)?;
+    if !items
+        .iter()
+        .any(|i| matches!(i, DeleteItem::Deleted(id) if id == img.id()))
+    {
+        return Ok(items);
+    }
+    // As Docker: the build steps' images under a deleted image go with it, down to the first one
+    // that has a name, another child, or a container.
+    while let Some(p) = parent.take() {
+        if !ix.tags_of(&p)?.is_empty() || ix.has_children(&p)? || !svc.users(&p).is_empty() {
+            break;
+        }
+        parent = ix.parent_of(&p)?;
+        match svc.ops.rmi(&mut ix, &p.to_string(), false) {
+            Ok(more) => items.extend(more),
+            Err(e) => {
+                tracing::warn!("remove the parent image {p}: {e}");
+                break;
+            }
+        }
+    }
+    Ok(items)
 }
 
 // ------------------------------------------------------------------ registry auth
