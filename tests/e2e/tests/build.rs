@@ -1112,6 +1112,13 @@ fn bad_dockerfiles_stop_at_their_line_and_leave_nothing() -> Result<()> {
             1,
         ),
         (
+            "a FROM platform this host does not have",
+            "FROM busybox\nRUN true\nFROM --platform=linux/arm64 busybox\nRUN true\n",
+            3,
+            "does not match the specified platform (linux/arm64)",
+            1,
+        ),
+        (
             "a failing RUN",
             "FROM busybox\nRUN echo partial > /p\n\nRUN echo about to fail && exit 7\nRUN echo never\n",
             4,

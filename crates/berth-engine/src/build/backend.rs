@@ -115,6 +115,21 @@ pub fn info_of(img: &Image) -> ImageInfo {
     }
 }
 
+/// Whether an image of `have` (`os/arch[/variant]`) satisfies `--platform=want`; a `want`
+/// without variant accepts any variant.
+fn platform_matches(want: &str, have: &str) -> bool {
+    let want = want.to_ascii_lowercase();
+    let w: Vec<&str> = want.split('/').collect();
+    let h: Vec<&str> = have.split('/').collect();
+    match w.as_slice() {
+        [os, arch] => h.first() == Some(os) && h.get(1) == Some(arch),
+        [os, arch, variant] => {
+            h.first() == Some(os) && h.get(1) == Some(arch) && h.get(2) == Some(variant)
+        }
+        _ => false,
+    }
+}
+
 /// Where a new image's layer comes from.
 enum NewLayerFrom<'p> {
     None,
@@ -407,6 +422,42 @@ impl<'a> EngineBackend<'a> {
             r
         }
     }
+
+    /// Resolves (pulling when missing or asked) an image for FROM / --from, whatever its platform.
+    fn image_any_platform(
+        &mut self,
+        reference: &str,
+        pull: bool,
+        out: &mut dyn Write,
+    ) -> Result<ImageInfo, BackendError> {
+        // Progress lines go straight into the stream: what the executor wrote goes first.
+        out.flush().map_err(|_| BackendError::Cancelled)?;
+        let hex = reference.strip_prefix("sha256:").unwrap_or(reference);
+        let is_id = reference.starts_with("sha256:")
+            || (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()));
+        // An id names one image: there is nothing newer to pull.
+        let must_pull = pull && !is_id && !self.pulled.contains(reference);
+        if !must_pull {
+            match self.d.images.get(reference) {
+                Ok(img) => return Ok(info_of(&img)),
+                Err(berth_image::image::ImageError::Index(berth_image::IndexError::NotFound(
+                    _,
+                ))) => {}
+                Err(e) => return Err(other(e)),
+            }
+        }
+        if is_id {
+            return Err(BackendError::ImageNotFound(format!(
+                "No such image: {reference}"
+            )));
+        }
+        let r = Reference::parse_normalized(reference)
+            .map_err(|e| BackendError::ImageNotFound(e.to_string()))?
+            .docker_ref();
+        let img = self.pull(&r)?;
+        self.pulled.insert(reference.to_string());
+        Ok(info_of(&img))
+    }
 }
 
 /// Reads a shim's framed attach stream (8-byte headers: stream, 0, 0, 0, big-endian length)
@@ -542,37 +593,21 @@ impl Backend for EngineBackend<'_> {
     fn image(
         &mut self,
         reference: &str,
-        _platform: Option<&str>,
+        platform: Option<&str>,
         pull: bool,
         out: &mut dyn Write,
     ) -> Result<ImageInfo, BackendError> {
-        // Progress lines go straight into the stream: what the executor wrote goes first.
-        out.flush().map_err(|_| BackendError::Cancelled)?;
-        let hex = reference.strip_prefix("sha256:").unwrap_or(reference);
-        let is_id = reference.starts_with("sha256:")
-            || (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()));
-        // An id names one image: there is nothing newer to pull.
-        let must_pull = pull && !is_id && !self.pulled.contains(reference);
-        if !must_pull {
-            match self.d.images.get(reference) {
-                Ok(img) => return Ok(info_of(&img)),
-                Err(berth_image::image::ImageError::Index(berth_image::IndexError::NotFound(
-                    _,
-                ))) => {}
-                Err(e) => return Err(other(e)),
+        let info = self.image_any_platform(reference, pull, out)?;
+        match platform.map(str::trim).filter(|p| !p.is_empty()) {
+            Some(want) if !platform_matches(want, &info.platform) => {
+                Err(BackendError::ImageNotFound(format!(
+                    "image with reference {reference} was found but its platform ({}) does not match the specified platform ({want}): this host runs {} images",
+                    info.platform,
+                    info.platform
+                )))
             }
+            _ => Ok(info),
         }
-        if is_id {
-            return Err(BackendError::ImageNotFound(format!(
-                "No such image: {reference}"
-            )));
-        }
-        let r = Reference::parse_normalized(reference)
-            .map_err(|e| BackendError::ImageNotFound(e.to_string()))?
-            .docker_ref();
-        let img = self.pull(&r)?;
-        self.pulled.insert(reference.to_string());
-        Ok(info_of(&img))
     }
 
     fn rootfs(&mut self, image: Option<&ImageId>) -> Result<PathBuf, BackendError> {
@@ -776,6 +811,17 @@ impl Mode0600 for std::fs::OpenOptions {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn platforms_match_as_docker_compares_them() {
+        assert!(platform_matches("linux/amd64", "linux/amd64"));
+        assert!(platform_matches("Linux/AMD64", "linux/amd64"));
+        assert!(platform_matches("linux/arm64", "linux/arm64/v8"));
+        assert!(!platform_matches("linux/arm64/v7", "linux/arm64/v8"));
+        assert!(!platform_matches("linux/arm64", "linux/amd64"));
+        assert!(!platform_matches("amd64", "linux/amd64"));
+        assert!(!platform_matches("linux/amd64/x/y", "linux/amd64"));
+    }
 
     #[test]
     fn run_configs_convert_both_ways_with_unknown_fields() {
