@@ -79,8 +79,7 @@ pub struct Commit {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RunMountSpec {
     /// A host path (context subdir, a stage's or image's read-only root, a cache dir) bound at
-    /// `target`; read-only unless `readonly` is false (then writes are discarded for binds and kept
-    /// for cache dirs).
+    /// `target`; read-only unless `readonly` is false (cache dirs: the writes are kept).
     Bind {
         source: PathBuf,
         target: String,
@@ -90,6 +89,9 @@ pub enum RunMountSpec {
         target: String,
         size: Option<u64>,
     },
+    /// `RUN --mount=type=bind,rw`: `source` seen writable at `target`, the writes thrown away
+    /// when the step ends (never reaching the context, the stage or the image).
+    Scratch { source: PathBuf, target: String },
 }
 
 /// How a `RUN` step runs: a container on top of `commit.parent` with this process.

@@ -470,6 +470,20 @@ fn run_mounts_resolve_to_host_paths() {
             readonly: true
         }
     );
+    // rw on a bind: a scratch view, its writes thrown away.
+    build(
+        &mut be,
+        &ctx,
+        "FROM base\nRUN --mount=type=bind,source=src,target=/src,rw make\n",
+    )
+    .id();
+    assert_eq!(
+        be.runs.last().unwrap().mounts,
+        vec![RunMountSpec::Scratch {
+            source: ctx.path().join("src"),
+            target: "/src".into(),
+        }]
+    );
     let o = build(
         &mut be,
         &ctx,

@@ -562,9 +562,13 @@ RUN --mount=type=secret,id=token md5sum < /run/secrets/token | cut -c1-32 > /sec
 RUN --mount=type=secret,id=token,target=/etc/tok,required=true cat /etc/tok | wc -c | tr -d ' ' > /tok-len
 RUN --mount=type=tmpfs,target=/scratch echo x > /scratch/y && test -f /scratch/y && echo tmpfs-ok > /tmpfs-ok
 RUN --mount=type=bind,source=data.txt,target=/mnt/data.txt cp /mnt/data.txt /copied-via-bind
+RUN --mount=type=bind,source=dir,target=/w,rw echo scribbled > /w/data && echo new > /w/new && cat /w/data > /rw-saw
+RUN --mount=type=bind,source=dir,target=/w,rw cat /w/data > /rw-next
+COPY dir /dir-after
 "#,
         ),
         ("data.txt", "bound-data\n"),
+        ("dir/data", "pristine\n"),
     ])?;
     let secret = Ctx::new(&[("token", SECRET)])?;
     let sec = format!("id=token,src={}", secret.path().join("token").display());
@@ -584,6 +588,14 @@ RUN --mount=type=bind,source=data.txt,target=/mnt/data.txt cp /mnt/data.txt /cop
         got == format!("{}\n18\ntmpfs-ok\nbound-data", md5.trim()),
         "{got:?}"
     );
+    // A rw bind's writes are seen by its own step only: never by the next step, COPY or the image.
+    let rw = sh(
+        &d,
+        "mounts",
+        "cat /rw-saw /rw-next /dir-after/data; ls /dir-after",
+    )?;
+    ensure!(rw == "scribbled\npristine\npristine\ndata", "{rw:?}");
+    ensure!(std::fs::read_to_string(c.path().join("dir/data"))? == "pristine\n");
     // What was mounted is not in the image.
     let left = sh(
         &d,

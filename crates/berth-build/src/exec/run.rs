@@ -215,10 +215,17 @@ impl Builder<'_> {
                         m.from.as_deref().unwrap_or(""),
                         m.readonly
                     ));
-                    mounts.push(RunMountSpec::Bind {
-                        source: found.host,
-                        target,
-                        readonly: m.readonly,
+                    mounts.push(if m.readonly {
+                        RunMountSpec::Bind {
+                            source: found.host,
+                            target,
+                            readonly: true,
+                        }
+                    } else {
+                        RunMountSpec::Scratch {
+                            source: found.host,
+                            target,
+                        }
                     });
                 }
                 MountKind::Cache => {

@@ -72,6 +72,8 @@ pub struct EngineBackend<'a> {
     opts: BackendOptions,
     /// Views made by [`Backend::rootfs`], by image id (`""` = scratch).
     views: HashMap<String, PathBuf>,
+    /// How many `rw` bind views this build made (their names).
+    scratch: usize,
     /// References pulled in this build (`--pull` pulls each once).
     pulled: HashSet<String>,
     /// Secret files written so far.
@@ -145,6 +147,7 @@ impl<'a> EngineBackend<'a> {
             dir,
             opts,
             views: HashMap::new(),
+            scratch: 0,
             pulled: HashSet::new(),
             secret_files: HashMap::new(),
         }
@@ -405,9 +408,9 @@ impl<'a> EngineBackend<'a> {
         let mut targets: Vec<&str> = MOUNT_POINTS.to_vec();
         for m in &req.mounts {
             match m {
-                RunMountSpec::Bind { target, .. } | RunMountSpec::Tmpfs { target, .. } => {
-                    targets.push(target)
-                }
+                RunMountSpec::Bind { target, .. }
+                | RunMountSpec::Tmpfs { target, .. }
+                | RunMountSpec::Scratch { target, .. } => targets.push(target),
             }
         }
         if upper.is_dir() {
@@ -421,6 +424,32 @@ impl<'a> EngineBackend<'a> {
             let _ = std::fs::remove_dir(&empty);
             r
         }
+    }
+
+    /// A writable view of `source` for `RUN --mount=type=bind,rw`: an overlay (a directory) or
+    /// a copy (a file) under the build's directory, so the step's writes never reach the source
+    /// and go when the build ends.
+    fn scratch_view(&mut self, source: &Path) -> Result<PathBuf, BackendError> {
+        self.scratch += 1;
+        let n = self.scratch;
+        let tmp = self.dir.tmp();
+        if !source.is_dir() {
+            let copy = tmp.join(format!("scratch-{n}"));
+            std::fs::copy(source, &copy)
+                .map_err(|e| other(format!("copy {} for a rw bind: {e}", source.display())))?;
+            return Ok(copy);
+        }
+        let (upper, work) = (
+            tmp.join(format!("scratch-{n}-upper")),
+            tmp.join(format!("scratch-{n}-work")),
+        );
+        let view = self.dir.views().join(format!("scratch-{n}"));
+        for d in [&upper, &work, &view] {
+            std::fs::create_dir_all(d)
+                .map_err(|e| other(format!("create {}: {e}", d.display())))?;
+        }
+        rootfs::mount_scratch_overlay(source, &upper, &work, &view).map_err(other)?;
+        Ok(view)
     }
 
     /// Resolves (pulling when missing or asked) an image for FROM / --from, whatever its platform.
@@ -680,6 +709,13 @@ impl Backend for EngineBackend<'_> {
                     source: Some(source.display().to_string()),
                     target: Some(target.clone()),
                     read_only: Some(*readonly),
+                    ..Default::default()
+                },
+                RunMountSpec::Scratch { source, target } => Mount {
+                    typ: Some(MountType::BIND),
+                    source: Some(self.scratch_view(source)?.display().to_string()),
+                    target: Some(target.clone()),
+                    read_only: Some(false),
                     ..Default::default()
                 },
                 RunMountSpec::Tmpfs { target, size } => Mount {

@@ -2,7 +2,8 @@
 //! an image of one layer is that layer's directory as it is; an image of several layers is a
 //! read-only overlay of its layer directories (lowerdirs only: nothing can be written through
 //! it) mounted under the build's directory; scratch is an empty directory. Views are made once
-//! per image per build and unmounted when the build ends.
+//! per image per build and unmounted when the build ends. `RUN --mount=type=bind,rw` gets a
+//! writable overlay over its source instead, whose writes go with the build directory.
 
 use std::io;
 use std::os::fd::AsFd;
@@ -93,6 +94,78 @@ fn mount_classic(lowers: &[PathBuf], target: &Path) -> io::Result<()> {
     .map_err(io::Error::from)
 }
 
+/// Mounts a writable overlay of the directory `lower` at `target` whose writes land in `upper`
+/// (with `work`), all three existing: `RUN --mount=type=bind,rw`, where the writes are thrown
+/// away with the build directory.
+pub fn mount_scratch_overlay(
+    lower: &Path,
+    upper: &Path,
+    work: &Path,
+    target: &Path,
+) -> Result<(), ViewError> {
+    let err = |source: io::Error| ViewError::Mount {
+        target: target.to_path_buf(),
+        layers: 1,
+        source,
+    };
+    let new_api = || -> Result<(), Errno> {
+        let fs = fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC)?;
+        fsconfig_set_string(&fs, "lowerdir+", lower)?;
+        fsconfig_set_string(&fs, "upperdir", upper)?;
+        fsconfig_set_string(&fs, "workdir", work)?;
+        fsconfig_create(&fs)?;
+        let mnt = fsmount(
+            &fs,
+            FsMountFlags::FSMOUNT_CLOEXEC,
+            MountAttrFlags::MOUNT_ATTR_NODEV,
+        )?;
+        move_mount(
+            mnt.as_fd(),
+            "",
+            rustix::fs::CWD,
+            target,
+            MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    };
+    match new_api() {
+        Ok(()) => Ok(()),
+        Err(Errno::NOSYS) | Err(Errno::INVAL) => {
+            let path = |p: &Path| {
+                p.to_str()
+                    .filter(|s| !s.contains([':', ',', '\\']))
+                    .map(str::to_string)
+                    .ok_or_else(|| {
+                        err(io::Error::new(
+                            io::ErrorKind::InvalidInput,
+                            format!("{} cannot be named in overlay options", p.display()),
+                        ))
+                    })
+            };
+            let opts = format!(
+                "lowerdir={},upperdir={},workdir={}",
+                path(lower)?,
+                path(upper)?,
+                path(work)?
+            );
+            let data = std::ffi::CString::new(opts).map_err(|_| {
+                err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "a NUL in a path",
+                ))
+            })?;
+            rustix::mount::mount(
+                "overlay",
+                target,
+                "overlay",
+                MountFlags::NODEV,
+                data.as_c_str(),
+            )
+            .map_err(|e| err(e.into()))
+        }
+        Err(e) => Err(err(e.into())),
+    }
+}
+
 /// Unmounts a view (lazily: a process still reading it keeps it until it is done).
 pub fn unmount(target: &Path) {
     let _ = rustix::mount::unmount(target, UnmountFlags::DETACH);
@@ -126,5 +199,26 @@ mod tests {
         assert!(w.is_err(), "the view is read-only");
         assert!(!a.join("z").exists() && !b.join("z").exists());
         let _ = mount_classic(&[b, a], &m).map(|()| unmount(&m));
+    }
+
+    /// Needs root (mounts): skipped otherwise.
+    #[test]
+    fn scratch_overlays_take_writes_away_from_the_source() {
+        if !rustix::process::geteuid().is_root() {
+            return;
+        }
+        let t = tempfile::tempdir().unwrap();
+        let [src, up, wk, m] = ["src", "up", "wk", "m"].map(|n| t.path().join(n));
+        for d in [&src, &up, &wk, &m] {
+            std::fs::create_dir(d).unwrap();
+        }
+        std::fs::write(src.join("x"), b"orig").unwrap();
+        mount_scratch_overlay(&src, &up, &wk, &m).unwrap();
+        let w = std::fs::write(m.join("x"), b"changed");
+        let seen = std::fs::read(m.join("x"));
+        unmount(&m);
+        assert!(w.is_ok());
+        assert_eq!(seen.unwrap(), b"changed");
+        assert_eq!(std::fs::read(src.join("x")).unwrap(), b"orig");
     }
 }
