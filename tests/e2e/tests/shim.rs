@@ -708,3 +708,54 @@ fn watchers_and_many_attach_clients_see_eof_only_after_the_exit_record() -> Resu
     assert!(reply["pid"].as_i64().unwrap_or(0) > 0, "{reply}");
     Ok(())
 }
+
+#[test]
+fn a_client_that_stops_reading_holds_up_nobody_and_loses_nothing() -> Result<()> {
+    require_root!();
+    let rt = Runtime::new()?;
+    let id = rt.id("shim-slow");
+    // 8 MB of output: more than a client's socket buffer (4 MiB), less than its backlog.
+    let b = bundle(&[
+        "sh",
+        "-c",
+        "head -c 8000000 /dev/zero | tr '\\0' z; echo; echo marker; sleep 60",
+    ])?;
+    let shim = launch(&rt, &b, &id, &["--no-start"])?;
+    let (reply, mut reader) = shim.request(r#"{"type":"attach"}"#)?;
+    assert_eq!(reply["ok"], true, "{reply}");
+    let (reply, mut stalled) = shim.request(r#"{"type":"attach"}"#)?;
+    assert_eq!(reply["ok"], true, "{reply}");
+    let (reply, _) = shim.request(r#"{"type":"start"}"#)?;
+    assert_eq!(reply["ok"], true, "{reply}");
+    // The reading client gets everything while the other reads nothing.
+    let count = |c: &mut UnixStream| -> Result<usize> {
+        let mut a = 0usize;
+        loop {
+            let Some((kind, text)) = read_frame(c)? else {
+                bail!("EOF before the marker ({a} bytes of output)");
+            };
+            ensure!(kind == 1, "stream {kind}");
+            a += text.bytes().filter(|b| *b == b'z').count();
+            if text.contains("marker") {
+                return Ok(a);
+            }
+        }
+    };
+    assert_eq!(count(&mut reader)?, 8_000_000);
+    // A client that was slow for a while (longer than any write timeout) is still attached and
+    // then gets all of it: the shim kept its backlog instead of blocking or dropping it.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(count(&mut stalled)?, 8_000_000);
+    // The log has it all too.
+    let logged: usize = shim
+        .log_lines()?
+        .iter()
+        .filter_map(|l| l["log"].as_str())
+        .map(|s| s.bytes().filter(|b| *b == b'z').count())
+        .sum();
+    assert_eq!(logged, 8_000_000);
+    let (reply, _) = shim.request(r#"{"type":"kill","signal":9}"#)?;
+    assert_eq!(reply["ok"], true, "{reply}");
+    assert_eq!(shim.exit(Duration::from_secs(10))?["exitCode"], 137);
+    Ok(())
+}

@@ -414,6 +414,8 @@ fn finish(a: &Args, mut shim: Shim, oom_before: Option<u64>) {
         oom_killed,
     };
     let _ = rec.write(&a.dir);
+    // What attached clients have not taken yet still reaches them (bounded), then they see EOF.
+    shim.drain_clients(std::time::Duration::from_secs(2));
     if let Task::Container(c) = &shim.task {
         let _ = c.clone().delete(true);
     }

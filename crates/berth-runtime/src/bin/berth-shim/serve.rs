@@ -2,13 +2,15 @@
 //! process's pidfd, its output, the socket and the attached clients. What differs between the
 //! modes is the [`Task`]: how the process starts and how it is signalled.
 //!
-//! It must never block on a client for long (requests are one short line; writes time out) and
-//! never spawn a thread.
+//! It must never block on a client (requests are one short line; output to attached clients is
+//! written without blocking, what a socket cannot take yet waits in the client's own bounded
+//! backlog until the socket is writable) and never spawn a thread.
 
+use std::collections::VecDeque;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use berth_runtime::container::ExecOpts;
 use berth_runtime::shim::log::{JsonLog, Stream};
@@ -48,6 +50,53 @@ struct Client {
     stdout: bool,
     stderr: bool,
     stdin: bool,
+    /// Output the socket could not take yet, oldest first (bounded by [`CLIENT_BACKLOG`]).
+    pending: VecDeque<u8>,
+}
+
+impl Client {
+    /// The epoll interest of this client: its stdin, and writability while output waits.
+    fn interest(&self) -> epoll::EventFlags {
+        let mut f = epoll::EventFlags::empty();
+        if self.stdin {
+            f |= epoll::EventFlags::IN;
+        }
+        if !self.pending.is_empty() {
+            f |= epoll::EventFlags::OUT;
+        }
+        f
+    }
+
+    /// Writes what waits, as far as the socket takes it without blocking. Err: the client is
+    /// gone.
+    fn flush(&mut self) -> std::io::Result<()> {
+        while !self.pending.is_empty() {
+            let (a, _) = self.pending.as_slices();
+            match self.conn.write(a) {
+                Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    self.pending.drain(..n);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Queues `parts` behind what waits and writes what the socket takes now. Err: the client
+    /// is gone or has fallen more than [`CLIENT_BACKLOG`] behind.
+    fn send(&mut self, parts: &[&[u8]]) -> std::io::Result<()> {
+        for p in parts {
+            self.pending.extend(p.iter());
+        }
+        self.flush()?;
+        if self.pending.len() > CLIENT_BACKLOG {
+            return Err(std::io::Error::other("the client fell too far behind"));
+        }
+        Ok(())
+    }
 }
 
 const TOK_PID: u64 = 0;
@@ -395,7 +444,7 @@ impl Shim {
                 if let Some(log) = self.log.as_mut() {
                     let _ = log.write(stream, data);
                 }
-                broadcast(&mut self.clients, stream, data, self.tty);
+                self.broadcast(stream, data);
             }
             Err(rustix::io::Errno::AGAIN) | Err(rustix::io::Errno::INTR) => {}
             Err(_) => {
@@ -409,13 +458,65 @@ impl Shim {
     fn add_client(&mut self, mut c: Client) {
         c.token = self.next_token;
         self.next_token += 1;
-        let flags = if c.stdin {
-            epoll::EventFlags::IN
-        } else {
-            epoll::EventFlags::empty()
-        };
+        if c.conn.set_nonblocking(true).is_err() {
+            return;
+        }
+        let flags = c.interest();
         if epoll::add(&self.ep, &c.conn, epoll::EventData::new_u64(c.token), flags).is_ok() {
             self.clients.push(c);
+        }
+    }
+
+    /// Sends output to every attached client that wants it; a client that is gone or too far
+    /// behind is dropped. Never blocks.
+    fn broadcast(&mut self, stream: Stream, data: &[u8]) {
+        let (tty, ep) = (self.tty, &self.ep);
+        self.clients.retain_mut(|c| {
+            let wanted = match stream {
+                Stream::Stdout => c.stdout,
+                Stream::Stderr => c.stderr,
+            };
+            if !wanted {
+                return true;
+            }
+            let before = c.interest();
+            let r = if tty {
+                c.send(&[data])
+            } else {
+                let kind = if stream == Stream::Stdout {
+                    STREAM_STDOUT
+                } else {
+                    STREAM_STDERR
+                };
+                c.send(&[&frame_header(kind, data.len()), data])
+            };
+            if r.is_err() {
+                // Dropping the connection closes it, which also takes it out of the epoll set.
+                return false;
+            }
+            if c.interest() != before {
+                let _ = epoll::modify(ep, &c.conn, epoll::EventData::new_u64(c.token), c.interest());
+            }
+            true
+        });
+    }
+
+    /// At the end: gives every client until `within` to take the output still waiting for it
+    /// (blocking writes bounded by the deadline), so a `docker run` gets all of it.
+    pub fn drain_clients(&mut self, within: Duration) {
+        let deadline = Instant::now() + within;
+        for c in &mut self.clients {
+            if c.pending.is_empty() {
+                continue;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || c.conn.set_nonblocking(false).is_err() {
+                break;
+            }
+            let _ = c.conn.set_write_timeout(Some(left));
+            let (a, b) = c.pending.as_slices();
+            let _ = c.conn.write_all(a).and_then(|_| c.conn.write_all(b));
+            c.pending.clear();
         }
     }
 
@@ -424,8 +525,24 @@ impl Shim {
             return;
         };
         let c = &mut self.clients[i];
-        if c.stdin {
-            // Level-triggered IN: data or EOF is there, the read does not block.
+        if flags.contains(epoll::EventFlags::OUT) {
+            let before = c.interest();
+            if c.flush().is_err() {
+                let c = self.clients.swap_remove(i);
+                let _ = epoll::delete(&self.ep, &c.conn);
+                return;
+            }
+            if c.interest() != before {
+                let _ = epoll::modify(
+                    &self.ep,
+                    &c.conn,
+                    epoll::EventData::new_u64(tok),
+                    c.interest(),
+                );
+            }
+        }
+        if c.stdin && flags.intersects(epoll::EventFlags::IN | epoll::EventFlags::HUP) {
+            // Level-triggered IN: data or EOF is there (the socket does not block).
             match c.conn.read(buf) {
                 Ok(n) if n > 0 => {
                     // A terminal's input is its master; otherwise the stdin pipe, if still open.
@@ -438,6 +555,11 @@ impl Shim {
                         let _ = berth_runtime::sys::write_all(t.as_fd(), &buf[..n]);
                     }
                 }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+                    ) => {}
                 _ => {
                     // The client is done sending: the process's stdin ends too. Its output
                     // still flows; it is forgotten when it hangs up.
@@ -446,7 +568,7 @@ impl Shim {
                         &self.ep,
                         &c.conn,
                         epoll::EventData::new_u64(tok),
-                        epoll::EventFlags::empty(),
+                        c.interest(),
                     );
                     self.stdio.stdin_w = None;
                 }
@@ -492,22 +614,21 @@ impl Shim {
             } => {
                 reply(&mut conn, Ok(Reply::ok()));
                 let _ = conn.set_read_timeout(None);
-                // Output goes to every client with blocking writes from this one thread: a
-                // client that stops reading must not hold up the log and the others. 4 MiB of
-                // socket buffer absorb bursts; a client still full after 1 s is dropped (was 5 s
-                // per write).
+                // Output goes to every client without blocking: 4 MiB of socket buffer absorb
+                // bursts, then the client's backlog; a client that stops reading never holds up
+                // the log or the others (it is dropped when its backlog is full).
                 if rustix::net::sockopt::set_socket_send_buffer_size_force(&conn, ATTACH_SNDBUF)
                     .is_err()
                 {
                     let _ = rustix::net::sockopt::set_socket_send_buffer_size(&conn, ATTACH_SNDBUF);
                 }
-                let _ = conn.set_write_timeout(Some(ATTACH_WRITE_TIMEOUT));
                 return Some(Client {
                     conn,
                     token: 0,
                     stdout,
                     stderr,
                     stdin,
+                    pending: VecDeque::new(),
                 });
             }
             Request::Resize { rows, cols } => {
@@ -549,8 +670,8 @@ impl Shim {
 
 /// Socket send buffer of an attached client.
 const ATTACH_SNDBUF: usize = 4 << 20;
-/// How long a write to an attached client may block before the client is dropped.
-const ATTACH_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
+/// How much output may wait for an attached client beyond its socket buffer before it is dropped.
+const CLIENT_BACKLOG: usize = 16 << 20;
 
 /// Collects our child `pid` if it exited (waiting for it when `block`); its exit code, 128 +
 /// signal when killed.
@@ -570,29 +691,3 @@ fn reap(pid: i32, block: bool) -> Option<i32> {
     })
 }
 
-/// Sends output to every attached client that wants it; a client that cannot take it is dropped.
-fn broadcast(clients: &mut Vec<Client>, stream: Stream, data: &[u8], tty: bool) {
-    clients.retain_mut(|c| {
-        let wanted = match stream {
-            Stream::Stdout => c.stdout,
-            Stream::Stderr => c.stderr,
-        };
-        if !wanted {
-            return true;
-        }
-        let r = if tty {
-            c.conn.write_all(data)
-        } else {
-            let kind = if stream == Stream::Stdout {
-                STREAM_STDOUT
-            } else {
-                STREAM_STDERR
-            };
-            c.conn
-                .write_all(&frame_header(kind, data.len()))
-                .and_then(|_| c.conn.write_all(data))
-        };
-        // Dropping the connection closes it, which also takes it out of the epoll set.
-        r.is_ok()
-    });
-}
