@@ -181,7 +181,10 @@ fn logs_in_json_file_format_and_records_the_exit_code() -> Result<()> {
         "{:?}",
         common::cgroup_dirs(&id)
     );
-    assert!(!shim.sock().exists());
+    // The socket goes last, right after the state.
+    assert!(common::wait_until(Duration::from_secs(5), || !shim
+        .sock()
+        .exists()));
     Ok(())
 }
 

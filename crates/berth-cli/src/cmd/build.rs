@@ -753,8 +753,13 @@ fn spawn_tar(
             write_tar(&items, &extras, w).and_then(|mut w| w.flush())
         };
         if let Err(e) = res {
-            if let Ok(mut f) = failure.lock() {
-                *f = Some(e.to_string());
+            // The request side going away (BrokenPipe: the daemon is unreachable or stopped
+            // reading) is a consequence: the request's own error explains it. A file that could
+            // not be read is the cause.
+            if e.kind() != io::ErrorKind::BrokenPipe {
+                if let Ok(mut f) = failure.lock() {
+                    *f = Some(e.to_string());
+                }
             }
             let _ = tx.blocking_send(Err(e));
         }
