@@ -637,6 +637,9 @@ impl Daemon {
             tty: rec.tty(),
             stdin: rec.config.open_stdin.unwrap_or(false),
             no_start: true,
+            // An --rm container is never started again: its shim may tear down (runtime state,
+            // cgroups) after telling berthd of the exit instead of before.
+            late_teardown: rec.host_config.auto_remove.unwrap_or(false),
         })
         .map_err(EngineError::from)
     }

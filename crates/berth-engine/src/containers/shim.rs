@@ -74,6 +74,8 @@ pub struct ShimArgs<'a> {
     pub tty: bool,
     pub stdin: bool,
     pub no_start: bool,
+    /// The runtime teardown may come after the clients' EOF (a container never restarted).
+    pub late_teardown: bool,
 }
 
 /// Spawns a shim and waits for its ready line; returns the init's pid (0 with `no_start` for
@@ -102,6 +104,9 @@ pub fn spawn(a: &ShimArgs) -> Result<i32, ShimError> {
     }
     if a.no_start {
         cmd.arg("--no-start");
+    }
+    if a.late_teardown {
+        cmd.arg("--late-teardown");
     }
     run_ready(cmd, a.binary)
 }

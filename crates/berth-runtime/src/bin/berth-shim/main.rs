@@ -55,6 +55,9 @@ struct Args {
     tty: bool,
     stdin: bool,
     no_start: bool,
+    /// Tear the container down (runtime state, cgroups) after the clients' EOF: the exit is
+    /// reported sooner; only for containers that are never started again (`--rm`).
+    late_teardown: bool,
     ready_fd: RawFd,
 }
 
@@ -87,6 +90,7 @@ fn parse_args() -> Result<Args, String> {
             "--tty" => a.tty = true,
             "--stdin" => a.stdin = true,
             "--no-start" => a.no_start = true,
+            "--late-teardown" => a.late_teardown = true,
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
@@ -416,6 +420,10 @@ fn finish(a: &Args, mut shim: Shim, oom_before: Option<u64>) {
     let _ = rec.write(&a.dir);
     // What attached clients have not taken yet still reaches them (bounded), then they see EOF.
     shim.drain_clients(std::time::Duration::from_secs(2));
+    if a.late_teardown {
+        let _ = std::fs::remove_file(a.dir.join("sock"));
+        shim.close_clients();
+    }
     if let Task::Container(c) = &shim.task {
         let _ = c.clone().delete(true);
     }

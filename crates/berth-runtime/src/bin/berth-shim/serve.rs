@@ -501,6 +501,11 @@ impl Shim {
         });
     }
 
+    /// Closes every attached client's connection (they see EOF): the exit is reported.
+    pub fn close_clients(&mut self) {
+        self.clients.clear();
+    }
+
     /// At the end: gives every client until `within` to take the output still waiting for it
     /// (blocking writes bounded by the deadline), so a `docker run` gets all of it.
     pub fn drain_clients(&mut self, within: Duration) {
