@@ -181,7 +181,7 @@ def host_ticks():
 def cmd_cpu(argv):
     o = opts(argv[:2])
     secs = float(o["secs"])
-    pids = [int(p) for p in argv[2:]]
+    pids = [int(p) for p in argv[2:] if p]
     ncpu = os.cpu_count() or 1
     before = {p: proc_ticks(p) for p in pids}
     t0, i0 = host_ticks()

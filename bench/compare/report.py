@@ -103,6 +103,8 @@ for p in ("berth", "docker", "podman", "crun", "vm-microvm", "vm-paused"):
     d["per_start_ms"] = d["total_s"] * 1e3 / n if n else None
     d["start_ms_samples"] = starts
     d["mem_per_instance_mb"] = d["mem_avail_drop_kb"] / 1024 / n if n else None
+    a, b = d.get("daemon_pss_kb_before"), d.get("daemon_pss_kb_after")
+    d["daemon_growth_kb"] = (b - a) / n if n and a is not None and b is not None else None
     d["instance_pss_mb"] = d["instance_pss_kb"] / 1024 / n if n and d.get("instance_pss_kb") else None
     d["helper_pss_median_mb"] = med(d["helper_pss_kb"]) / 1024 if d["helper_pss_kb"] else None
     d["helper_rss_median_mb"] = med(d["helper_rss_kb"]) / 1024 if d["helper_rss_kb"] else None
@@ -148,7 +150,7 @@ def col_value(metric, col):
         return med(http.get(col, []))
     dcol = "vm-paused" if col == "qemu-alone" else col
     d = density.get(dcol)
-    if metric in ("per_start_ms", "mem_per_instance_mb", "helper_pss_median_mb", "instance_pss_mb", "idle_cpu_per_instance_pct",
+    if metric in ("per_start_ms", "mem_per_instance_mb", "helper_pss_median_mb", "instance_pss_mb", "daemon_growth_kb", "idle_cpu_per_instance_pct",
                   "idle_cpu_all_pct", "disk_per_instance_kb", "total_s"):
         return d.get(metric) if d else None
     if metric == "image_mb":
@@ -172,11 +174,12 @@ METRICS = [
     ("start_none", "the same with `--network none`, median ms", "{:.1f}"),
     ("to_init", "VM: QEMU start → guest init, median ms (QEMU alone: → QMP ready, paused, no guest)", "{:.1f}"),
     ("http", "start → first HTTP reply of a fresh busybox httpd (published on 127.0.0.1; crun: host network; VM: user-net hostfwd), median ms", "{:.1f}"),
-    ("total_s", "N idle instances started one after another, total s", "{:.1f}"),
+    ("total_s", "N idle instances started one after another, total s (N below)", "{:.1f}"),
     ("per_start_ms", "… per start, ms", "{:.1f}"),
     ("mem_per_instance_mb", "host memory per idle instance (MemAvailable drop / N), MB", "{:.2f}"),
     ("instance_pss_mb", "PSS of each instance's processes (helper + what runs in it; VM: qemu), MB", "{:.2f}"),
     ("helper_pss_median_mb", "… of which the helper process (berth-shim, containerd-shim, conmon, qemu), median MB", "{:.2f}"),
+    ("daemon_growth_kb", "the daemon's growth per instance (PSS of berthd, dockerd + containerd after − before / N), kB", "{:.0f}"),
     ("idle_cpu_all_pct", "CPU of all N idle instances with their daemons/helpers, % of the host", "{:.2f}"),
     ("idle_cpu_per_instance_pct", "… per instance, % of the host", "{:.4f}"),
     ("image_mb", "disk: the busybox image (crun: the bundle's rootfs; VM: kernel + initramfs), MB", "{:.1f}"),
@@ -198,6 +201,9 @@ def fmt(m, c, spec):
     if v is None:
         return "–"
     s = spec.format(v)
+    if m == "total_s":  # different N: no ratio
+        d = density.get("vm-paused" if c == "qemu-alone" else c)
+        return s + (f" (N={d['started']})" if d else "")
     b = table[m]["berth"]
     if c != "berth" and b not in (None, 0):
         s += f" ({v / b:.2f}×)"
@@ -207,7 +213,7 @@ def fmt(m, c, spec):
 col_names = {
     "berth": "berth", "docker": "Docker", "podman": "Podman", "crun": "crun (bare)",
     "vm-microvm": f"VM microvm ({accel})", "vm-q35": f"VM q35 ({accel})",
-    "qemu-alone": f"QEMU alone ({qmp.get('microvm', {}).get('accel', density.get('vm-paused', {}).get('accel', '?'))}, paused)",
+    "qemu-alone": f"QEMU alone ({vm.get('vmm_accel', '?')}, paused)",
 }
 nvals = meta.get("n_idle", {})
 lines = []
@@ -229,6 +235,8 @@ if accel == "tcg":
 lines.append("| | " + " | ".join(col_names[c] for c in COLS) + " |")
 lines.append("|---|" + "---:|" * len(COLS))
 for m, label, spec in METRICS:
+    if all(v is None for v in table[m].values()):
+        continue  # not measured in this run (skipped, or a row newer than its raw data)
     lines.append(f"| {label} | " + " | ".join(fmt(m, c, spec) for c in COLS) + " |")
 lines.append("")
 ref = []
@@ -301,7 +309,7 @@ lines.append("Goals (issue 8), as measured in this run:")
 lines.append("")
 for g in goals:
     mark = {True: "holds", False: "**does not hold**", None: "not measured"}[g["holds"]]
-    lines.append(f"- {g['goal']}: {mark} — {g['detail']}")
+    lines.append(f"- {g['goal']}: {mark}" + ("" if g["detail"] == "not measured" else f" — {g['detail']}"))
 lines.append("")
 
 # --- published figures beside ours ---------------------------------------------------------------
@@ -364,6 +372,7 @@ with open(os.path.join(OUT, "results.json"), "w") as f:
 try:
     import matplotlib
     matplotlib.use("Agg")
+    matplotlib.rcParams["svg.fonttype"] = "none"  # text stays text: small files
     import matplotlib.pyplot as plt
 except ImportError:
     print("report.py: matplotlib missing (python3-matplotlib): no plots", file=sys.stderr)
@@ -409,7 +418,7 @@ plt.close(fig)
 
 order = [c for c in ("berth", "docker", "podman", "crun", "vm-microvm", "vm-paused") if c in density]
 if order:
-    names = {"vm-microvm": f"VM microvm\n({accel}, idle guest)", "vm-paused": f"QEMU alone\n({density.get('vm-paused', {}).get('accel', '?')}, paused)"}
+    names = {"vm-microvm": f"VM microvm\n({accel}, idle guest)", "vm-paused": f"QEMU alone\n({vm.get('vmm_accel', '?')}, paused)"}
     x = range(len(order))
     bars_ = [("MemAvailable drop per instance", [density[c]["mem_per_instance_mb"] for c in order]),
              ("PSS of the instance's processes", [density[c].get("instance_pss_mb") for c in order]),
@@ -427,7 +436,7 @@ if order:
     for v, lab, col in ((PUBLISHED["mem_per_instance_mb"]["docker"], "Docker 2014 (Russell)", "tab:gray"),
                         (PUBLISHED["mem_per_instance_mb"]["kvm"], "KVM 2014 (Russell)", "tab:red")):
         ax.axhline(v, ls="--", color=col, lw=1)
-        ax.annotate(lab + f" {v} MB", (len(order) - 0.5, v), ha="right", va="bottom", fontsize=8, color=col)
+        ax.annotate(lab + f" {v} MB", (-0.45, v), ha="left", va="bottom", fontsize=8, color=col)
     ax.set_xticks(list(x))
     ax.set_xticklabels([names.get(c, c) + f"\nN={density[c]['started']}" for c in order], fontsize=8)
     ax.set_yscale("log")

@@ -258,10 +258,11 @@ if has_peer vm; then
     if vm_build_guest; then
         printf '%s\t%s\n' vm "$((($(stat -c %s "$vm_kernel") + $(stat -c %s "$vm_base")) / 1024))" >>"$raw/image-kb.tsv"
         vm_probe_kvm
-        jq -n --arg accel "$vm_accel" --arg reason "$vm_kvm_reason" --arg kernel "$vm_kernel" \
+        vm_probe_vmm
+        jq -n --arg accel "$vm_accel" --arg reason "$vm_kvm_reason" --arg kernel "$vm_kernel" --arg vmm "$vm_vmm_accel" \
             --argjson kernel_kb "$(($(stat -c %s "$vm_kernel") / 1024))" --argjson initrd_kb "$(($(stat -c %s "$vm_base") / 1024))" \
             --argjson tools_kb "$(($(stat -c %s "$vm_tools") / 1024))" \
-            '{accel: $accel, kvm_reason: $reason, kernel: $kernel, kernel_kb: $kernel_kb, initramfs_kb: $initrd_kb,
+            '{accel: $accel, kvm_reason: $reason, vmm_accel: $vmm, kernel: $kernel, kernel_kb: $kernel_kb, initramfs_kb: $initrd_kb,
               tools_initramfs_kb: $tools_kb}' >"$raw/vm.json"
         up[vm]=1
     else
@@ -318,13 +319,10 @@ if ! skipped start; then
             done
             # QEMU alone, whatever the guest: spawn → QMP greeting (paused before the first guest
             # instruction), under KVM when KVM can create a VM at all.
-            qa=kvm
-            vm_argv "$cfg" kvm true 128 "$vm_base" none
-            r=$($py "$here/probe.py" qmp --timeout 30 -- "${qemu_argv[@]}" -S -qmp stdio)
-            [[ $(jq -r '.ready_ms != null and .rc == 0' <<<"$r") == true ]] || qa=tcg
-            vm_argv "$cfg" "$qa" true 128 "$vm_base" none
+            vm_argv "$cfg" "$vm_vmm_accel" true 128 "$vm_base" none
             for ((i = 0; i < runs; i++)); do
-                $py "$here/probe.py" qmp --timeout 30 -- "${qemu_argv[@]}" -S -qmp stdio | jq -c --arg a "$qa" '. + {accel: $a}' >>"$raw/qmp-$cfg.jsonl"
+                $py "$here/probe.py" qmp --timeout 30 -- "${qemu_argv[@]}" -S -qmp stdio \
+                    | jq -c --arg a "$vm_vmm_accel" '. + {accel: $a}' >>"$raw/qmp-$cfg.jsonl"
             done
         done
     fi
@@ -386,11 +384,13 @@ fi
 density() {
     local p=$1 count=$2 pattern=$3 helper=$4 disk=$5
     shift 5
-    local mem0 mem1 disk0 disk1 t0 t1 s e i started=0 cpu0 cpu1 hp=() idle=() all=()
+    local mem0 mem1 disk0 disk1 t0 t1 s e i started=0 cpu0 cpu1 hp=() idle=() all=() dm=() dpss0 dpss1
     sync
     echo 1 >/proc/sys/vm/drop_caches 2>/dev/null || true
     sleep 1
     cpu0=$($py "$here/probe.py" cpu --secs "$idle_secs")
+    mapfile -t dm < <(pids_matching "$pattern")
+    dpss0=$(pss_kb "${dm[@]}" | jq -s add)
     mem0=$(mem_avail_median_kb)
     # shellcheck disable=SC2086
     disk0=$(du_kb $disk)
@@ -413,17 +413,20 @@ density() {
     disk1=$(du_kb $disk)
     mapfile -t hp < <(if [[ -n $helper ]]; then pids_matching "$helper"; fi)
     mapfile -t idle < <(pids_matching "^$idle_cmd\$")
-    mapfile -t all < <({ pids_matching "$pattern"; printf '%s\n' "${idle[@]}"; } | sort -u)
+    mapfile -t all < <({ pids_matching "$pattern"; printf '%s\n' "${idle[@]}"; } | awk NF | sort -u)
     cpu1=$($py "$here/probe.py" cpu --secs "$idle_secs" "${all[@]}")
+    dpss1=$(pss_kb "${dm[@]}" | jq -s add) # the daemons that ran before: their growth
     jq -n --arg peer "$p" --argjson target "$count" --argjson started "$started" \
         --argjson ns "$((t1 - t0))" --argjson mem0 "$mem0" --argjson mem1 "$mem1" \
         --argjson disk0 "$disk0" --argjson disk1 "$disk1" --arg helper "${helper%% *}" \
         --argjson pss "$(pss_kb "${hp[@]}" | jq -s .)" --argjson rss "$(rss_kb "${hp[@]}" | jq -s .)" \
         --argjson inst_pss "$(pss_kb "${hp[@]}" "${idle[@]}" | jq -s add)" \
+        --argjson dpss0 "${dpss0:-null}" --argjson dpss1 "${dpss1:-null}" \
         --argjson cpu_before "$cpu0" --argjson cpu "$cpu1" --argjson nprocs "${#all[@]}" \
         '{peer: $peer, target: $target, started: $started, total_s: ($ns / 1e9),
           mem_avail_drop_kb: ($mem0 - $mem1), disk_kb: ($disk1 - $disk0), helper: $helper,
-          helper_pss_kb: $pss, helper_rss_kb: $rss, instance_pss_kb: $inst_pss, cpu_before: $cpu_before, cpu_idle: $cpu, procs: $nprocs}' \
+          helper_pss_kb: $pss, helper_rss_kb: $rss, instance_pss_kb: $inst_pss,
+          daemon_pss_kb_before: $dpss0, daemon_pss_kb_after: $dpss1, cpu_before: $cpu_before, cpu_idle: $cpu, procs: $nprocs}' \
         >"$raw/density-$p.json"
     say "$p: $started of $count idle instances in $(((t1 - t0) / 1000000)) ms; MemAvailable -$(((mem0 - mem1) / 1024)) MB"
 }
@@ -490,11 +493,9 @@ if ! skipped density; then
         say "density: $vm_n idle VMs (microvm, $vm_accel, 128 MB)"
         density "vm-microvm" "$vm_n" "$work/vm/" "qemu-system-x86_64 .*$work/vm/" "$work/vm" vm_start_idle "{i}" microvm "$vm_accel" 0
         remove_all vm-microvm
-        qa=kvm
-        [[ -n $(jq -r 'select(.accel == "kvm" and .ready_ms != null and .rc == 0) | 1' "$raw"/qmp-microvm.jsonl 2>/dev/null | head -1) ]] || qa=tcg
-        say "density: $vm_n paused QEMUs (microvm, $qa, 128 MB, no guest code run)"
-        density "vm-paused" "$vm_n" "$work/vm/" "qemu-system-x86_64 .*$work/vm/" "$work/vm" vm_start_idle "{i}" microvm "$qa" 1
-        jq --arg a "$qa" '. + {accel: $a}' "$raw/density-vm-paused.json" >"$work/d.json" && mv "$work/d.json" "$raw/density-vm-paused.json"
+        say "density: $vm_n paused QEMUs (microvm, $vm_vmm_accel, 128 MB, no guest code run)"
+        density "vm-paused" "$vm_n" "$work/vm/" "qemu-system-x86_64 .*$work/vm/" "$work/vm" vm_start_idle "{i}" microvm "$vm_vmm_accel" 1
+        jq --arg a "$vm_vmm_accel" '. + {accel: $a}' "$raw/density-vm-paused.json" >"$work/d.json" && mv "$work/d.json" "$raw/density-vm-paused.json"
         remove_all vm-paused
     fi
 fi
@@ -550,13 +551,17 @@ if ! skipped net; then
         iperf3 -s -1 -B 127.0.0.1 -p "$iport" >>"$log" 2>&1 &
         printf '%s\tloopback\t%s\n' host "$(iperf_gbits 127.0.0.1 -p "$iport")" >>"$raw/net.tsv"
         wait $! 2>/dev/null || true
+        k=0
         for p in berth docker podman; do
             ok_peer "$p" || continue
-            ${cli[$p]} run -d --name cmp-iperf -p "127.0.0.1:$((iport + 1)):5201" "${tools_img[$p]}" iperf3 -s >>"$log" 2>&1 \
+            # a port of its own per engine and round: a port just released by one engine is not
+            # the next one's problem
+            k=$((k + 1)) pport=$((iport + 10 + 10 * round + k))
+            ${cli[$p]} run -d --name cmp-iperf -p "127.0.0.1:$pport:5201" "${tools_img[$p]}" iperf3 -s >>"$log" 2>&1 \
                 || { fail net "$p" "iperf3 server did not start: $(tail -1 "$log")"; continue; }
             ip=$(${cli[$p]} inspect -f '{{.NetworkSettings.IPAddress}}' cmp-iperf 2>>"$log") || ip=""
             [[ -n $ip ]] && printf '%s\tbridge\t%s\n' "$p" "$(iperf_gbits "$ip")" >>"$raw/net.tsv"
-            printf '%s\tpublished\t%s\n' "$p" "$(iperf_gbits 127.0.0.1 -p "$((iport + 1))")" >>"$raw/net.tsv"
+            printf '%s\tpublished\t%s\n' "$p" "$(iperf_gbits 127.0.0.1 -p "$pport")" >>"$raw/net.tsv"
             ${cli[$p]} rm -f cmp-iperf >/dev/null 2>&1 || true
         done
         if ok_peer vm; then

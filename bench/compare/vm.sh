@@ -89,6 +89,19 @@ vm_argv() {
         -append "console=ttyS0 quiet panic=-1 reboot=t $clock bench=$mode ${vm_extra_append:-}")
 }
 
+# vm_probe_vmm — can QEMU create a KVM VM at all (paused, before the first guest instruction)?
+# Sets vm_vmm_accel to kvm or tcg: what "QEMU alone" runs under.
+vm_probe_vmm() {
+    local r
+    vm_vmm_accel=tcg
+    [[ -r /dev/kvm ]] || return 0
+    vm_argv microvm kvm true 128 "$vm_base" none
+    r=$($py "$here/probe.py" qmp --timeout 30 -- "${qemu_argv[@]}" -S -qmp stdio)
+    echo "$r" >>"$raw/kvm-probe.jsonl"
+    [[ $(jq -r '.ready_ms != null and .rc == 0' <<<"$r") == true ]] && vm_vmm_accel=kvm
+    return 0
+}
+
 # vm_probe_kvm — tries the guest under KVM for real (microvm, -cpu host and then QEMU's default
 # CPU), each bounded by KVM_TIMEOUT seconds. Sets vm_accel (kvm-host, kvm or tcg) and
 # vm_kvm_reason (why KVM was not used, empty when it was); writes raw/kvm-probe.json.
@@ -100,7 +113,7 @@ vm_probe_kvm() {
     else
         for a in kvm-host kvm; do
             vm_argv microvm "$a" true 128 "$vm_base" stdio
-            r=$(python3 "$here/probe.py" boot --timeout "$kvm_timeout" --marker BENCH-INIT -- "${qemu_argv[@]}")
+            r=$($py "$here/probe.py" boot --timeout "$kvm_timeout" --marker BENCH-INIT -- "${qemu_argv[@]}")
             echo "$r" | jq -c --arg a "$a" '. + {accel: $a}' >>"$raw/kvm-probe.jsonl"
             if [[ $(jq -r '.init_ms != null' <<<"$r") == true ]]; then
                 vm_accel=$a vm_kvm_reason=""
