@@ -84,6 +84,27 @@ du_kb() {
 # pids_matching REGEX — the PIDs whose full command line matches (pgrep -f), one a line.
 pids_matching() { pgrep -f -- "$1" || true; }
 
+# netavark_chains — how many iptables lines name NETAVARK (podman's netavark leaves its chains and
+# jumps behind when its last container goes).
+netavark_chains() { iptables-save 2>/dev/null | grep -c NETAVARK || true; }
+
+# netavark_remove — removes netavark's jumps and chains (only call it when there were none before).
+netavark_remove() {
+    local t rule chain
+    for t in nat filter; do
+        iptables -t "$t" -S 2>/dev/null | grep -- '-j NETAVARK' | grep -v '^-A NETAVARK' | while read -r rule; do
+            eval "iptables -t $t ${rule/#-A/-D}" 2>/dev/null
+        done
+        for chain in $(iptables -t "$t" -S 2>/dev/null | awk '$1 == "-N" && $2 ~ /^NETAVARK/ {print $2}'); do
+            iptables -t "$t" -F "$chain" 2>/dev/null
+        done
+        for chain in $(iptables -t "$t" -S 2>/dev/null | awk '$1 == "-N" && $2 ~ /^NETAVARK/ {print $2}'); do
+            iptables -t "$t" -X "$chain" 2>/dev/null
+        done
+    done
+    return 0
+}
+
 # fail SECTION PEER REASON... — records why a peer could not be measured in a section; the
 # report lists every such line (a failed peer is never dropped silently).
 fail() {

@@ -134,6 +134,7 @@ cleanup() {
     pkill -9 -f "containerd-shim-runc-v2 .*$work/" 2>/dev/null
     pkill -9 -f "conmon .*$work/" 2>/dev/null
     for s in "${made_links[@]}"; do ip link show "$s" >/dev/null 2>&1 && ip link del "$s"; done
+    [[ ${netavark_before:-1} == 0 ]] && netavark_remove
     nft list table inet berth_cmpb0 >/dev/null 2>&1 && nft delete table inet berth_cmpb0
     grep -o " ${work}[^ ]*" /proc/self/mountinfo | sort -r | while read -r m; do umount -l "$m" 2>/dev/null; done
     rm -rf --one-file-system "$work"
@@ -210,6 +211,7 @@ start_podman() {
         >"$work/containers.conf"
     export CONTAINERS_CONF=$work/containers.conf
     ip link show podman0 >/dev/null 2>&1 || made_links+=(podman0)
+    netavark_before=$(netavark_chains) # its firewall chains: removed on exit if they are ours
     pod="podman --root $work/podman --runroot $work/podman-run --tmpdir $work/podman-tmp --network-config-dir $work/podman-net --cgroup-manager cgroupfs --events-backend file"
     mkdir -p "$work/podman-net"
     cli[podman]=$pod data[podman]="$work/podman $work/podman-run $work/podman-tmp"
