@@ -91,7 +91,10 @@ pub enum RunMountSpec {
     },
     /// `RUN --mount=type=bind,rw`: `source` seen writable at `target`, the writes thrown away
     /// when the step ends (never reaching the context, the stage or the image).
-    Scratch { source: PathBuf, target: String },
+    Scratch {
+        source: PathBuf,
+        target: String,
+    },
 }
 
 /// How a `RUN` step runs: a container on top of `commit.parent` with this process.

@@ -495,7 +495,12 @@ impl Shim {
                 return false;
             }
             if c.interest() != before {
-                let _ = epoll::modify(ep, &c.conn, epoll::EventData::new_u64(c.token), c.interest());
+                let _ = epoll::modify(
+                    ep,
+                    &c.conn,
+                    epoll::EventData::new_u64(c.token),
+                    c.interest(),
+                );
             }
             true
         });
@@ -695,4 +700,3 @@ fn reap(pid: i32, block: bool) -> Option<i32> {
         255
     })
 }
-
