@@ -996,16 +996,27 @@ async fn write_logs<W: tokio::io::AsyncWrite + Unpin + ?Sized>(
     }
     files.push(path.clone());
     let mut entries: Vec<(String, String, String)> = Vec::new();
-    let mut offset = 0u64;
-    let mut ino = 0u64;
+    // The current file stays open while following: a container removed right after it exits
+    // (docker-py's run(remove=True) reads the stream after removing) takes its directory away,
+    // but what it wrote is still read from here, as Docker's follower reads its open file.
+    let mut current: Option<std::fs::File> = None;
     for f in &files {
-        let Ok(data) = tokio::fs::read(f).await else {
-            continue;
+        let data = if f == &path {
+            let Ok(mut file) = std::fs::File::open(f) else {
+                continue;
+            };
+            let mut data = Vec::new();
+            if std::io::Read::read_to_end(&mut file, &mut data).is_err() {
+                continue;
+            }
+            current = Some(file);
+            data
+        } else {
+            let Ok(data) = tokio::fs::read(f).await else {
+                continue;
+            };
+            data
         };
-        if f == &path {
-            offset = data.len() as u64;
-            ino = std::fs::metadata(f).map_or(0, |m| std::os::unix::fs::MetadataExt::ino(&m));
-        }
         for line in data.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
             if let Some(en) = parse_line(line) {
                 if wanted(opts, &en.0, &en.1) {
@@ -1029,43 +1040,51 @@ async fn write_logs<W: tokio::io::AsyncWrite + Unpin + ?Sized>(
     let mut partial: Vec<u8> = Vec::new();
     let mut rx = e.changed.subscribe();
     let watch = path.parent().and_then(LogWatch::new);
+    let ino_of = |f: &std::fs::File| {
+        f.metadata()
+            .map_or(0, |m| std::os::unix::fs::MetadataExt::ino(&m))
+    };
     loop {
+        // The state first, then the file: a container seen stopped has written all it will.
         let live = {
             let r = e.rec();
             r.state.status.is_live()
                 || r.state.status == Status::Restarting
                 || r.state.status == Status::Created
         };
-        let meta = std::fs::metadata(&path).ok();
-        let (cur_ino, len) = meta.map_or((0, 0), |m| {
-            (std::os::unix::fs::MetadataExt::ino(&m), m.len())
-        });
-        if cur_ino != ino || len < offset {
-            // Rotated: the rest of the old file is in .1; start the new one from 0.
-            ino = cur_ino;
-            offset = 0;
-            partial.clear();
+        let removed = e.removed.load(std::sync::atomic::Ordering::SeqCst);
+        // What was appended to the open file.
+        let mut buf = Vec::new();
+        if let Some(f) = current.as_mut() {
+            let _ = std::io::Read::read_to_end(f, &mut buf);
         }
-        if len > offset {
-            let mut f = tokio::fs::File::open(&path).await?;
-            use tokio::io::AsyncSeekExt;
-            f.seek(std::io::SeekFrom::Start(offset)).await?;
-            let mut buf = Vec::new();
-            f.read_to_end(&mut buf).await?;
-            offset += buf.len() as u64;
-            partial.extend_from_slice(&buf);
-            while let Some(pos) = partial.iter().position(|b| *b == b'\n') {
-                let line: Vec<u8> = partial.drain(..=pos).collect();
-                if let Some((s, t, text)) = parse_line(&line[..line.len() - 1]) {
-                    if wanted(opts, &s, &t) {
-                        out.write_all(&frame(opts, &s, &t, &text)).await?;
-                    }
+        // Rotated (the path names another file now) or created since: continue with it from
+        // its start (the old one was read to its end just above).
+        let path_ino =
+            std::fs::metadata(&path).map_or(0, |m| std::os::unix::fs::MetadataExt::ino(&m));
+        let switched = path_ino != 0 && current.as_ref().map(ino_of) != Some(path_ino);
+        let got = !buf.is_empty();
+        partial.extend_from_slice(&buf);
+        while let Some(pos) = partial.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = partial.drain(..=pos).collect();
+            if let Some((s, t, text)) = parse_line(&line[..line.len() - 1]) {
+                if wanted(opts, &s, &t) {
+                    out.write_all(&frame(opts, &s, &t, &text)).await?;
                 }
             }
+        }
+        if got {
             out.flush().await?;
+        }
+        if switched {
+            current = std::fs::File::open(&path).ok();
+            partial.clear();
             continue;
         }
-        if !live || e.removed.load(std::sync::atomic::Ordering::SeqCst) {
+        if got {
+            continue;
+        }
+        if !live || removed {
             return Ok(());
         }
         // Woken by the shim's writes (inotify on the log's directory: appends, rotation) or by
