@@ -32,66 +32,7 @@ pub enum ViewError {
 /// Mounts a read-only overlay of `lowers` (top layer first, at least two) at `target`, which
 /// must exist.
 pub fn mount_ro_overlay(lowers: &[PathBuf], target: &Path) -> Result<(), ViewError> {
-    let err = |source: io::Error| ViewError::Mount {
-        target: target.to_path_buf(),
-        layers: lowers.len(),
-        source,
-    };
-    match mount_new_api(lowers, target) {
-        Ok(()) => Ok(()),
-        // No new mount API, or no `lowerdir+` (kernel < 6.8): one option string.
-        Err(Errno::NOSYS) | Err(Errno::INVAL) => mount_classic(lowers, target).map_err(err),
-        Err(e) => Err(err(e.into())),
-    }
-}
-
-fn mount_new_api(lowers: &[PathBuf], target: &Path) -> Result<(), Errno> {
-    let fs = fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC)?;
-    for l in lowers {
-        fsconfig_set_string(&fs, "lowerdir+", l.as_path())?;
-    }
-    fsconfig_create(&fs)?;
-    let mnt = fsmount(
-        &fs,
-        FsMountFlags::FSMOUNT_CLOEXEC,
-        MountAttrFlags::MOUNT_ATTR_RDONLY | MountAttrFlags::MOUNT_ATTR_NODEV,
-    )?;
-    move_mount(
-        mnt.as_fd(),
-        "",
-        rustix::fs::CWD,
-        target,
-        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
-    )
-}
-
-fn mount_classic(lowers: &[PathBuf], target: &Path) -> io::Result<()> {
-    let mut opts = String::from("lowerdir=");
-    for (i, l) in lowers.iter().enumerate() {
-        let s = l
-            .to_str()
-            .filter(|s| !s.contains([':', ',', '\\']))
-            .ok_or_else(|| {
-                io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    format!("{} cannot be an overlay lowerdir of mount(2)", l.display()),
-                )
-            })?;
-        if i > 0 {
-            opts.push(':');
-        }
-        opts.push_str(s);
-    }
-    let data = std::ffi::CString::new(opts)
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a NUL in a layer path"))?;
-    rustix::mount::mount(
-        "overlay",
-        target,
-        "overlay",
-        MountFlags::RDONLY | MountFlags::NODEV,
-        data.as_c_str(),
-    )
-    .map_err(io::Error::from)
+    mount_overlay(lowers, None, target)
 }
 
 /// Mounts a writable overlay of the directory `lower` at `target` whose writes land in `upper`
@@ -103,67 +44,96 @@ pub fn mount_scratch_overlay(
     work: &Path,
     target: &Path,
 ) -> Result<(), ViewError> {
+    mount_overlay(&[lower.to_path_buf()], Some((upper, work)), target)
+}
+
+/// An overlay of `lowers`, read-only without `upper_work`, writable into it with.
+fn mount_overlay(
+    lowers: &[PathBuf],
+    upper_work: Option<(&Path, &Path)>,
+    target: &Path,
+) -> Result<(), ViewError> {
     let err = |source: io::Error| ViewError::Mount {
         target: target.to_path_buf(),
-        layers: 1,
+        layers: lowers.len(),
         source,
     };
-    let new_api = || -> Result<(), Errno> {
-        let fs = fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC)?;
-        fsconfig_set_string(&fs, "lowerdir+", lower)?;
-        fsconfig_set_string(&fs, "upperdir", upper)?;
-        fsconfig_set_string(&fs, "workdir", work)?;
-        fsconfig_create(&fs)?;
-        let mnt = fsmount(
-            &fs,
-            FsMountFlags::FSMOUNT_CLOEXEC,
-            MountAttrFlags::MOUNT_ATTR_NODEV,
-        )?;
-        move_mount(
-            mnt.as_fd(),
-            "",
-            rustix::fs::CWD,
-            target,
-            MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
-        )
-    };
-    match new_api() {
+    match mount_new_api(lowers, upper_work, target) {
         Ok(()) => Ok(()),
+        // No new mount API, or no `lowerdir+` (kernel < 6.8): one option string.
         Err(Errno::NOSYS) | Err(Errno::INVAL) => {
-            let path = |p: &Path| {
-                p.to_str()
-                    .filter(|s| !s.contains([':', ',', '\\']))
-                    .map(str::to_string)
-                    .ok_or_else(|| {
-                        err(io::Error::new(
-                            io::ErrorKind::InvalidInput,
-                            format!("{} cannot be named in overlay options", p.display()),
-                        ))
-                    })
-            };
-            let opts = format!(
-                "lowerdir={},upperdir={},workdir={}",
-                path(lower)?,
-                path(upper)?,
-                path(work)?
-            );
-            let data = std::ffi::CString::new(opts).map_err(|_| {
-                err(io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    "a NUL in a path",
-                ))
-            })?;
-            rustix::mount::mount(
-                "overlay",
-                target,
-                "overlay",
-                MountFlags::NODEV,
-                data.as_c_str(),
-            )
-            .map_err(|e| err(e.into()))
+            mount_classic(lowers, upper_work, target).map_err(err)
         }
         Err(e) => Err(err(e.into())),
     }
+}
+
+fn mount_new_api(
+    lowers: &[PathBuf],
+    upper_work: Option<(&Path, &Path)>,
+    target: &Path,
+) -> Result<(), Errno> {
+    let fs = fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC)?;
+    for l in lowers {
+        fsconfig_set_string(&fs, "lowerdir+", l.as_path())?;
+    }
+    let mut attrs = MountAttrFlags::MOUNT_ATTR_NODEV;
+    match upper_work {
+        Some((upper, work)) => {
+            fsconfig_set_string(&fs, "upperdir", upper)?;
+            fsconfig_set_string(&fs, "workdir", work)?;
+        }
+        None => attrs |= MountAttrFlags::MOUNT_ATTR_RDONLY,
+    }
+    fsconfig_create(&fs)?;
+    let mnt = fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, attrs)?;
+    move_mount(
+        mnt.as_fd(),
+        "",
+        rustix::fs::CWD,
+        target,
+        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+    )
+}
+
+/// A path as a mount(2) overlay option value (no `:`, `,` or `\\`, which the option syntax uses).
+fn option_path(p: &Path) -> io::Result<&str> {
+    p.to_str()
+        .filter(|s| !s.contains([':', ',', '\\']))
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{} cannot be named in overlay mount options", p.display()),
+            )
+        })
+}
+
+fn mount_classic(
+    lowers: &[PathBuf],
+    upper_work: Option<(&Path, &Path)>,
+    target: &Path,
+) -> io::Result<()> {
+    let mut opts = String::from("lowerdir=");
+    for (i, l) in lowers.iter().enumerate() {
+        if i > 0 {
+            opts.push(':');
+        }
+        opts.push_str(option_path(l)?);
+    }
+    let mut flags = MountFlags::NODEV;
+    match upper_work {
+        Some((upper, work)) => {
+            opts.push_str(",upperdir=");
+            opts.push_str(option_path(upper)?);
+            opts.push_str(",workdir=");
+            opts.push_str(option_path(work)?);
+        }
+        None => flags |= MountFlags::RDONLY,
+    }
+    let data = std::ffi::CString::new(opts)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a NUL in a path"))?;
+    rustix::mount::mount("overlay", target, "overlay", flags, data.as_c_str())
+        .map_err(io::Error::from)
 }
 
 /// Unmounts a view (lazily: a process still reading it keeps it until it is done).
@@ -198,7 +168,7 @@ mod tests {
         assert_eq!(y.unwrap(), b"bottom");
         assert!(w.is_err(), "the view is read-only");
         assert!(!a.join("z").exists() && !b.join("z").exists());
-        let _ = mount_classic(&[b, a], &m).map(|()| unmount(&m));
+        let _ = mount_classic(&[b, a], None, &m).map(|()| unmount(&m));
     }
 
     /// Needs root (mounts): skipped otherwise.
@@ -220,5 +190,14 @@ mod tests {
         assert!(w.is_ok());
         assert_eq!(seen.unwrap(), b"changed");
         assert_eq!(std::fs::read(src.join("x")).unwrap(), b"orig");
+        // The mount(2) fallback makes the same overlay.
+        let (up2, wk2) = (t.path().join("up2"), t.path().join("wk2"));
+        std::fs::create_dir(&up2).unwrap();
+        std::fs::create_dir(&wk2).unwrap();
+        mount_classic(std::slice::from_ref(&src), Some((&up2, &wk2)), &m).unwrap();
+        let w = std::fs::write(m.join("y"), b"new");
+        unmount(&m);
+        assert!(w.is_ok());
+        assert!(up2.join("y").exists() && !src.join("y").exists());
     }
 }
