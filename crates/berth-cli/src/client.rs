@@ -162,6 +162,11 @@ impl ReaderBody {
         });
         ReaderBody { rx }.boxed()
     }
+
+    /// A body fed by whoever holds the sending end (a thread writing a tar, a chunk at a time).
+    pub fn from_channel(rx: tokio::sync::mpsc::Receiver<io::Result<Bytes>>) -> Body {
+        ReaderBody { rx }.boxed()
+    }
 }
 
 impl hyper::body::Body for ReaderBody {

@@ -24,7 +24,6 @@ use berth_build::ignore::Matcher;
 use berth_types::Reference;
 use bytes::Bytes;
 use clap::Args;
-use http_body_util::BodyExt;
 use hyper::Method;
 use serde_json::Value;
 
@@ -764,7 +763,7 @@ fn spawn_tar(
             let _ = tx.blocking_send(Err(e));
         }
     });
-    ChanBody { rx }.boxed()
+    ReaderBody::from_channel(rx)
 }
 
 /// The tar of `items` (read now) and `extras`; uid/gid 0, as docker's CLI sends.
@@ -894,25 +893,6 @@ impl Write for ChanWriter {
 
     fn flush(&mut self) -> io::Result<()> {
         self.send()
-    }
-}
-
-/// The reading end: a request body.
-struct ChanBody {
-    rx: tokio::sync::mpsc::Receiver<io::Result<Bytes>>,
-}
-
-impl hyper::body::Body for ChanBody {
-    type Data = Bytes;
-    type Error = io::Error;
-
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, io::Error>>> {
-        self.rx
-            .poll_recv(cx)
-            .map(|o| o.map(|r| r.map(hyper::body::Frame::data)))
     }
 }
 
