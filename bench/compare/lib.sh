@@ -64,6 +64,17 @@ rss_kb() {
     for p in "$@"; do awk '/^VmRSS:/ {print $2}' "/proc/$p/status" 2>/dev/null; done
 }
 
+# port_free PORT — true when nothing listens on 127.0.0.1:PORT or the wildcard address (TCP).
+port_free() { [[ -z $(ss -Hltn "sport = :$1" 2>/dev/null) ]]; }
+
+# free_port FROM — the first port from FROM up that nothing listens on (the machine is shared:
+# another run's server or a port reservation may hold a port this run picked at random).
+free_port() {
+    local p=$1
+    while ! port_free "$p"; do p=$((p + 1)); done
+    echo "$p"
+}
+
 # median — of the numbers on stdin (one a line), or nothing when there are none.
 median() {
     sort -g | awk '{v[NR] = $1} END { if (NR) print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'

@@ -13,8 +13,9 @@
 #      helper (berth-shim, containerd-shim, conmon, qemu), CPU over IDLE_SECS from /proc/stat.
 #   3. footprint: disk used by the busybox image and per instance; the VM's kernel + initramfs.
 #   4. work inside: the same static binary (guest/work.c: an integer loop, a memory copy) on the
-#      host, in each container and in the guest; iperf3 through each default network and
-#      published port vs host loopback.
+#      host, in each container and in the guest, interleaved (host, berth, docker, podman, crun,
+#      vm, host, ...; WORK_ROUNDS rounds), each run compared with the host runs around it;
+#      iperf3 through each default network and published port vs host loopback.
 #   5. output in bench/compare/results/STAMP/: table.md (medians, ratios to berth, goals, the
 #      published figures beside ours), results.json, start-latency.svg, memory.svg, raw/, log.
 #      PUBLISH=1 also copies them to bench/compare/latest/ (what README.md shows).
@@ -23,7 +24,7 @@
 #                                        builds berth in release)
 # Env:   N=1000 (idle containers per engine; N_BERTH, N_DOCKER, N_PODMAN, N_CRUN override)
 #        VM_N=10 RUNS=20 ROUNDS=2 VM_RUNS=20 HTTP_RUNS=10 IDLE_SECS=10 KVM_TIMEOUT=20
-#        WORK_ROUNDS=3 CPU_ITER=100000000 CPU_REPS=3 MEM_MIB=128 MEM_REPS=5 SECS=3 TPUT_ROUNDS=3
+#        WORK_ROUNDS=7 CPU_ITER=100000000 CPU_REPS=3 MEM_MIB=128 MEM_REPS=5 SECS=3 TPUT_ROUNDS=3
 #        PEERS="berth docker podman crun vm"  SKIP="start http density work net"  BUILD=0
 #        DENSITY_NET=none (or "default": idle containers on each engine's default network)
 # Traffic stays on loopback and in namespaces made here. Everything started is removed on exit,
@@ -51,7 +52,7 @@ vm_runs=${VM_RUNS:-20}
 http_runs=${HTTP_RUNS:-10}
 idle_secs=${IDLE_SECS:-10}
 kvm_timeout=${KVM_TIMEOUT:-20}
-work_rounds=${WORK_ROUNDS:-3}
+work_rounds=${WORK_ROUNDS:-7}
 cpu_iter=${CPU_ITER:-100000000}
 cpu_reps=${CPU_REPS:-3}
 mem_mib=${MEM_MIB:-128}
@@ -331,7 +332,8 @@ if ! skipped start; then
 fi
 
 # --- 1b. time to the first HTTP reply of a fresh busybox httpd ------------------------------------
-hport=$((20000 + RANDOM % 20000))
+# below the ephemeral range (32768-60999 here): no client connection of this run takes them
+hport=$((20000 + RANDOM % 12000))
 if ! skipped http; then
     say "first HTTP reply, $http_runs runs each"
     for p in berth docker podman; do
@@ -528,27 +530,39 @@ if ! skipped work; then
             *) ${cli[$p]} run --rm --network none "${tools_img[$p]}" /work "$k" "${a[@]}" ;;
         esac
     }
-    order=(host)
-    for p in berth docker podman crun vm; do ok_peer "$p" && order+=("$p"); done
+    # Interleaved, so that the host's figure is taken next to the containers' and not minutes
+    # apart on a shared machine: every round is host, then each peer (their order rotated per
+    # round), and one closing host run; report.py compares each peer's run with the host runs
+    # that bracket it (ratio per round, then the median and spread over rounds).
+    peers_w=()
+    for p in berth docker podman crun vm; do ok_peer "$p" && peers_w+=("$p"); done
+    : >"$raw/work.tsv"
+    seq_=0
+    work_one() { # PEER ROUND — both kinds, one line per rep: peer kind value round seq
+        local p=$1 r=$2 kind lines
+        for kind in cpu mem; do
+            seq_=$((seq_ + 1))
+            lines=$(work_in "$p" "$kind" 2>>"$log") || true
+            if ! grep -q "^${kind}_" <<<"$lines"; then
+                fail work "$p" "$kind, round $((r + 1)): no result (see $log)"
+                continue
+            fi
+            awk -v p="$p" -v r="$r" -v s="$seq_" '/_/ {print p "\t" $1 "\t" $2 "\t" r "\t" s}' <<<"$lines" >>"$raw/work.tsv"
+        done
+    }
     for ((round = 0; round < work_rounds; round++)); do
-        for ((k = 0; k < ${#order[@]}; k++)); do
-            p=${order[$(((k + round) % ${#order[@]}))]}
-            for kind in cpu mem; do
-                lines=$(work_in "$p" "$kind" 2>>"$log") || true
-                if ! grep -q "^${kind}_" <<<"$lines"; then
-                    fail work "$p" "$kind: no result (see $log)"
-                    continue
-                fi
-                awk -v p="$p" '{print p "\t" $1 "\t" $2}' <<<"$lines" >>"$raw/work.tsv"
-            done
+        work_one host "$round"
+        for ((k = 0; k < ${#peers_w[@]}; k++)); do
+            work_one "${peers_w[$(((k + round) % ${#peers_w[@]}))]}" "$round"
         done
     done
+    work_one host "$work_rounds"
 fi
 
 # --- 4b. TCP throughput: each default network and published port vs host loopback ------------------
 if ! skipped net; then
     say "TCP throughput: iperf3 -t $secs, $tput_rounds rounds"
-    iport=$((hport + 300))
+    iport=$(free_port $((hport + 300)))
     for ((round = 0; round < tput_rounds; round++)); do
         iperf3 -s -1 -B 127.0.0.1 -p "$iport" >>"$log" 2>&1 &
         printf '%s\tloopback\t%s\n' host "$(iperf_gbits 127.0.0.1 -p "$iport")" >>"$raw/net.tsv"
@@ -558,9 +572,16 @@ if ! skipped net; then
             ok_peer "$p" || continue
             # a port of its own per engine and round: a port just released by one engine is not
             # the next one's problem
-            k=$((k + 1)) pport=$((iport + 10 + 10 * round + k))
-            ${cli[$p]} run -d --name cmp-iperf -p "127.0.0.1:$pport:5201" "${tools_img[$p]}" iperf3 -s >>"$log" 2>&1 \
-                || { fail net "$p" "iperf3 server did not start: $(tail -1 "$log")"; continue; }
+            # the next free one: the machine is shared
+            k=$((k + 1)) pport=$(free_port $((iport + 10 + 10 * round + k)))
+            # its own error output, whole, as the reason (the CLI's last line is only a hint)
+            if ! ${cli[$p]} run -d --name cmp-iperf -p "127.0.0.1:$pport:5201" "${tools_img[$p]}" iperf3 -s \
+                >>"$log" 2>"$work/err"; then
+                cat "$work/err" >>"$log"
+                fail net "$p" "iperf3 server did not start (round $((round + 1)), port $pport): $(grep -v '^$' "$work/err")"
+                ${cli[$p]} rm -f cmp-iperf >/dev/null 2>&1 || true # created but not started: not the next round's problem
+                continue
+            fi
             ip=$(${cli[$p]} inspect -f '{{.NetworkSettings.IPAddress}}' cmp-iperf 2>>"$log") || ip=""
             [[ -n $ip ]] && printf '%s\tbridge\t%s\n' "$p" "$(iperf_gbits "$ip")" >>"$raw/net.tsv"
             printf '%s\tpublished\t%s\n' "$p" "$(iperf_gbits 127.0.0.1 -p "$pport")" >>"$raw/net.tsv"
