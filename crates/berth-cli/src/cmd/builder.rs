@@ -13,6 +13,7 @@ use crate::cmd::system::{confirm, print_list};
 use crate::format::human_size;
 
 #[derive(Subcommand, Debug)]
+#[command(defer = true)]
 pub enum BuilderCmd {
     /// Build an image from a Dockerfile
     Build(Box<BuildArgs>),

@@ -17,7 +17,8 @@ use crate::client::{enc, ApiError, Client};
 use crate::cmd::run_error;
 use crate::format::{go_quote, parse_go_duration};
 
-/// The flags of `run` and `create` that shape the container.
+// The flags of `run` and `create` that shape the container. (A plain comment: a doc comment
+// here would become the `about` of every command that flattens these flags.)
 #[derive(Args, Debug, Default, Clone)]
 pub struct ContainerOpts {
     /// Keep STDIN open even if not attached

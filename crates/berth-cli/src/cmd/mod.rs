@@ -144,6 +144,7 @@ pub struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
+#[command(defer = true)]
 pub enum Cmd {
     /// Create and run a new container from an image
     Run(run::RunArgs),
@@ -244,6 +245,7 @@ pub enum Cmd {
 }
 
 #[derive(Subcommand, Debug)]
+#[command(defer = true)]
 pub enum SystemCmd {
     /// Show docker disk usage
     Df(system::DfArgs),
@@ -256,11 +258,14 @@ pub enum SystemCmd {
 }
 
 #[derive(Subcommand, Debug)]
+#[command(defer = true)]
 pub enum ContainerCmd {
     /// List containers
     #[command(visible_aliases = ["ps", "list"])]
     Ls(ps::PsArgs),
+    /// Create and run a new container from an image
     Run(run::RunArgs),
+    /// Create a new container
     Create(create::CreateArgs),
     Start(start::StartArgs),
     Stop(stop::StopArgs),
@@ -289,6 +294,7 @@ pub enum ContainerCmd {
 }
 
 #[derive(Subcommand, Debug)]
+#[command(defer = true)]
 pub enum ImageCmd {
     /// List images
     #[command(visible_alias = "list")]

@@ -16,6 +16,7 @@ use clap::Subcommand;
 use crate::client::Client;
 
 #[derive(Subcommand, Debug)]
+#[command(defer = true)]
 pub enum NetworkCmd {
     /// Connect a container to a network
     Connect(connect::ConnectArgs),

@@ -13,6 +13,7 @@ use clap::Subcommand;
 use crate::client::Client;
 
 #[derive(Subcommand, Debug)]
+#[command(defer = true)]
 pub enum VolumeCmd {
     /// Create a volume
     Create(create::CreateArgs),
