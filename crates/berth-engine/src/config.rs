@@ -27,6 +27,9 @@ pub struct Config {
     pub bip: Option<String>,
     /// Upstream resolvers for the embedded DNS (`--dns`); empty = the host's resolv.conf.
     pub dns: Vec<std::net::IpAddr>,
+    /// Keep a pre-started container ready for a `run --rm` seen again (`--prestart`, on by
+    /// default; see `containers::prestart`).
+    pub prestart: bool,
 }
 
 impl Config {
@@ -47,6 +50,7 @@ impl Config {
             bridge: default_bridge(data_root),
             bip: None,
             dns: Vec::new(),
+            prestart: true,
         }
     }
 }

@@ -81,9 +81,16 @@ impl Daemon {
         });
         // rmi asks the containers whether an image is in use (weak: no cycle).
         let weak = Arc::downgrade(&d);
+        // Pre-started containers never keep an image: they go when it is asked about.
         d.image_service.set_in_use(Box::new(move |id| {
             weak.upgrade()
-                .map(|d| d.containers.using_image(&id.to_string()))
+                .map(|d| {
+                    let id = id.to_string();
+                    for e in d.containers.prestart.take_image(&id) {
+                        d.discard_warm(&e);
+                    }
+                    d.containers.using_image(&id)
+                })
                 .unwrap_or_default()
         }));
         Ok(d)

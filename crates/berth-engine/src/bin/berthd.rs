@@ -44,6 +44,10 @@ struct Args {
     /// Upstream DNS server for the embedded DNS of user networks; repeatable.
     #[arg(long = "dns")]
     dns: Vec<std::net::IpAddr>,
+    /// Keep a pre-started container ready for a `run --rm` that comes again (`--prestart=false`
+    /// turns it off).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    prestart: bool,
     /// Accepted for Docker compatibility; berth logs errors to stderr.
     #[arg(short = 'D', long)]
     debug: bool,
@@ -83,6 +87,7 @@ fn config(args: Args) -> Result<Config> {
     }
     c.bip = args.bip;
     c.dns = args.dns;
+    c.prestart = args.prestart;
     Ok(c)
 }
 
@@ -108,7 +113,7 @@ async fn run() -> Result<()> {
         .with_context(|| format!("listen on {}", socket.display()))?;
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o660))?;
-    axum::serve(listener, router(daemon))
+    axum::serve(listener, router(daemon.clone()))
         .with_graceful_shutdown(async {
             let mut term =
                 tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
@@ -120,5 +125,6 @@ async fn run() -> Result<()> {
         .await
         .context("serve the API")?;
     let _ = std::fs::remove_file(&socket);
+    daemon.discard_all_warm();
     Ok(())
 }

@@ -245,45 +245,26 @@ impl Daemon {
         spec::check_host_config(&hc)?;
         let storage_size = crate::quota::storage_opt_size(hc.storage_opt.as_ref())
             .map_err(EngineError::invalid)?;
-        let config = merge_config(&body, image.config.config.as_ref());
-        let mut argv: Vec<String> = config.entrypoint.clone().unwrap_or_default();
-        argv.extend(config.cmd.clone().unwrap_or_default());
-        if argv.is_empty() || argv[0].is_empty() {
-            return Err(EngineError::invalid("no command specified"));
+        // The same `run --rm` again: take its pre-started container if there is one.
+        let seed = if self.containers.prestart.enabled() {
+            super::prestart::key_of(&body, &image.id().to_string()).map(|key| {
+                super::prestart::Seed {
+                    key,
+                    body: Arc::new(body.clone()),
+                    image_id: image.id().to_string(),
+                }
+            })
+        } else {
+            None
+        };
+        if let Some(seed) = &seed {
+            if let Some(warm) = self.containers.prestart.take(seed.key).await {
+                return self.claim_warm(warm, name).await.map(|id| (id, Vec::new()));
+            }
         }
-        let id = new_id();
         let generated_name = name.as_deref().is_none_or(str::is_empty);
-        let name = match name.filter(|n| !n.is_empty()) {
-            Some(n) => n.trim_start_matches('/').to_string(),
-            None => random_name(&id),
-        };
-        let rec = Record {
-            id: id.clone(),
-            name,
-            created: now(),
-            image: image_name,
-            image_id: image.id().to_string(),
-            config,
-            host_config: hc,
-            path: argv[0].clone(),
-            args: argv[1..].to_vec(),
-            state: RunState::default(),
-            restart_count: 0,
-            manually_stopped: false,
-            has_been_started: false,
-            net_config: Default::default(),
-            net_live: Default::default(),
-            ports_live: Default::default(),
-            sandbox_key: String::new(),
-            volumes: Vec::new(),
-        };
-        let asked = body
-            .networking_config
-            .as_ref()
-            .and_then(|n| n.endpoints_config.clone())
-            .unwrap_or_default();
-        let mut rec = rec;
-        rec.net_config = self.networks.check_create(&rec, &asked)?;
+        let mut rec = self.new_record(name, &body, &image)?;
+        let id = rec.id.clone();
         // Volumes: resolved (and made when missing) under the volume lock, held until the
         // record is stored; those made here go again if the create fails.
         let hc = &rec.host_config;
@@ -349,10 +330,59 @@ impl Daemon {
             }
         };
         made_volumes.keep();
+        *entry.seed.lock().unwrap_or_else(|p| p.into_inner()) = seed;
         let attrs = entry.rec().event_attrs();
         self.events.emit("container", "create", &id, attrs);
         berth_runtime::timing::mark("create: done");
         Ok((id, Vec::new()))
+    }
+
+    /// A new record for a create request: the image's config merged with the request's, a new
+    /// id, the name (or a generated one), the networks asked for (checked).
+    fn new_record(
+        &self,
+        name: Option<String>,
+        body: &ContainerCreateBody,
+        image: &berth_image::image::Image,
+    ) -> Result<Record, EngineError> {
+        let config = merge_config(body, image.config.config.as_ref());
+        let mut argv: Vec<String> = config.entrypoint.clone().unwrap_or_default();
+        argv.extend(config.cmd.clone().unwrap_or_default());
+        if argv.is_empty() || argv[0].is_empty() {
+            return Err(EngineError::invalid("no command specified"));
+        }
+        let id = new_id();
+        let name = match name.filter(|n| !n.is_empty()) {
+            Some(n) => n.trim_start_matches('/').to_string(),
+            None => random_name(&id),
+        };
+        let mut rec = Record {
+            id,
+            name,
+            created: now(),
+            image: body.image.clone().unwrap_or_default(),
+            image_id: image.id().to_string(),
+            config,
+            host_config: body.host_config.clone().unwrap_or_default(),
+            path: argv[0].clone(),
+            args: argv[1..].to_vec(),
+            state: RunState::default(),
+            restart_count: 0,
+            manually_stopped: false,
+            has_been_started: false,
+            net_config: Default::default(),
+            net_live: Default::default(),
+            ports_live: Default::default(),
+            sandbox_key: String::new(),
+            volumes: Vec::new(),
+        };
+        let asked = body
+            .networking_config
+            .as_ref()
+            .and_then(|n| n.endpoints_config.clone())
+            .unwrap_or_default();
+        rec.net_config = self.networks.check_create(&rec, &asked)?;
+        Ok(rec)
     }
 
     /// `POST /containers/{id}/start`.
@@ -391,24 +421,24 @@ impl Daemon {
             }
             _ => {}
         }
-        let d = self.clone();
-        let id = rec.id.clone();
         berth_runtime::timing::mark("start: begin");
-        let prepared = tokio::task::spawn_blocking(move || d.prepare_run(&id))
-            .await
-            .map_err(blocking_err)?;
         let shim_dir = self.containers.shim_dir(&rec.id);
-        berth_runtime::timing::mark("start: prepared (rootfs, config.json)");
-        let pid = match prepared {
-            Ok(()) => {
-                let d = self.clone();
-                let r = rec.clone();
-                let dir = shim_dir.clone();
-                tokio::task::spawn_blocking(move || d.spawn_shim(&r, &dir))
-                    .await
-                    .map_err(blocking_err)?
-            }
-            Err(err) => Err(err),
+        // A pre-started container: its shim is up, its init waits for the start request.
+        let warm = e.warm_pid.swap(0, std::sync::atomic::Ordering::SeqCst);
+        let pid = if warm > 0 {
+            Ok(warm)
+        } else {
+            let d = self.clone();
+            let r = rec.clone();
+            let e2 = e.clone();
+            let dir = shim_dir.clone();
+            tokio::task::spawn_blocking(move || {
+                d.prepare_run(&e2)?;
+                berth_runtime::timing::mark("start: prepared (rootfs, config.json)");
+                d.spawn_shim(&r, &dir)
+            })
+            .await
+            .map_err(blocking_err)?
         };
         let pid = match pid {
             Ok(pid) => pid,
@@ -516,9 +546,9 @@ impl Daemon {
     }
 
     /// Mounts the rootfs and writes the bundle's config.json. Blocking.
-    fn prepare_run(&self, id: &str) -> Result<(), EngineError> {
-        let e = self.containers.get(id)?;
+    fn prepare_run(&self, e: &Arc<Entry>) -> Result<(), EngineError> {
         let rec = e.snapshot();
+        let id = rec.id.as_str();
         let cid = ContainerId::new(id).map_err(|e| EngineError::internal(e.to_string()))?;
         let image = self
             .images
@@ -556,7 +586,7 @@ impl Daemon {
                 }
             }
         }
-        let netns = match self.net_up(&e, &rec) {
+        let netns = match self.net_up(e, &rec) {
             Ok(n) => n,
             Err(err) => {
                 let _ = self.containers.snapshotter.unmount(&cid, true);
@@ -1126,7 +1156,158 @@ impl Daemon {
         if volumes {
             self.volumes_release(&rec).await;
         }
+        // A `--rm` run seen again: the next one is made ahead, now that this one is done.
+        let seed = e.seed.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(seed) = seed {
+            let n = self.containers.prestart.want(seed.key);
+            if n > 0 {
+                // One after the other: making them side by side would take both cores.
+                let d = self.clone();
+                tokio::spawn(async move {
+                    for _ in 0..n {
+                        d.clone().make_warm(seed.clone()).await;
+                    }
+                });
+            }
+        }
         Ok(())
+    }
+
+    /// Makes a container ahead for `seed` (see [`super::prestart`]) and keeps it until it is
+    /// claimed or its time is up.
+    async fn make_warm(self: Arc<Self>, seed: super::prestart::Seed) {
+        let key = seed.key;
+        let epoch = self.containers.prestart.epoch();
+        let d = self.clone();
+        let made = tokio::task::spawn_blocking(move || d.make_warm_blocking(&seed)).await;
+        let entry = match made {
+            Ok(Ok(e)) => e,
+            Ok(Err(refuse)) => return self.containers.prestart.failed(key, refuse),
+            Err(_) => return self.containers.prestart.failed(key, false),
+        };
+        for old in self.containers.prestart.made(key, entry.clone(), epoch) {
+            let d = self.clone();
+            tokio::task::spawn_blocking(move || d.discard_warm(&old));
+        }
+        let d = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(super::prestart::TTL).await;
+            if let Some(e) = d.containers.prestart.take_entry(&entry) {
+                let _ = tokio::task::spawn_blocking(move || d.discard_warm(&e)).await;
+            }
+        });
+    }
+
+    /// Blocking part of [`Daemon::make_warm`]: the record, files, rootfs, network and shim of a
+    /// container created exactly as `seed`'s create would, its init waiting for the start.
+    /// Errors: true when this key can never be made ahead.
+    fn make_warm_blocking(&self, seed: &super::prestart::Seed) -> Result<Arc<Entry>, bool> {
+        let name = seed.body.image.clone().unwrap_or_default();
+        let image = self.images.get(&name).map_err(|_| false)?;
+        if image.id().to_string() != seed.image_id {
+            return Err(false);
+        }
+        let rec = self
+            .new_record(None, &seed.body, &image)
+            .map_err(|_| true)?;
+        // Volumes from the image (VOLUME) are made at create: not ahead of time.
+        if rec.config.volumes.as_ref().is_some_and(|v| !v.is_empty()) {
+            return Err(true);
+        }
+        let dir = self.containers.dir(&rec.id);
+        let e = Entry::new(rec.clone());
+        let made = (|| -> Result<i32, EngineError> {
+            std::fs::create_dir_all(&dir)
+                .and_then(|()| write_etc_files(&dir, &rec))
+                .map_err(|err| {
+                    EngineError::internal(format!("prepare {}: {err}", dir.display()))
+                })?;
+            self.prepare_run(&e)?;
+            self.spawn_shim(&rec, &self.containers.shim_dir(&rec.id))
+        })();
+        match made {
+            Ok(pid) => {
+                e.warm_pid.store(pid, std::sync::atomic::Ordering::SeqCst);
+                *e.seed.lock().unwrap_or_else(|p| p.into_inner()) = Some(seed.clone());
+                Ok(e)
+            }
+            Err(err) => {
+                tracing::debug!("pre-start of {name}: {}", err.message);
+                self.discard_warm(&e);
+                Err(false)
+            }
+        }
+    }
+
+    /// A pre-started container becomes a created one: its name (the asked one or its
+    /// generated one), its creation time, its record stored, its create event.
+    async fn claim_warm(
+        self: &Arc<Self>,
+        e: Arc<Entry>,
+        name: Option<String>,
+    ) -> Result<String, EngineError> {
+        let generated = name.as_deref().is_none_or(str::is_empty);
+        let id = {
+            let mut r = e.rec();
+            if let Some(n) = name.filter(|n| !n.is_empty()) {
+                r.name = n.trim_start_matches('/').to_string();
+            }
+            r.created = now();
+            r.id.clone()
+        };
+        let mut attempt = 0u32;
+        loop {
+            match self.containers.insert_entry(&e) {
+                Ok(()) => break,
+                Err(err) if generated && err.kind == ErrorKind::Conflict && attempt < 100 => {
+                    attempt += 1;
+                    e.rec().name = format!("{}{attempt}", random_name(&id));
+                }
+                Err(err) => {
+                    let d = self.clone();
+                    tokio::task::spawn_blocking(move || d.discard_warm(&e));
+                    return Err(err);
+                }
+            }
+        }
+        let attrs = e.rec().event_attrs();
+        self.events.emit("container", "create", &id, attrs);
+        berth_runtime::timing::mark("create: done (pre-started)");
+        Ok(id)
+    }
+
+    /// Undoes a pre-started container that was never claimed: its init is killed (its shim
+    /// then tears the runtime state down and goes), its network, rootfs and files go. Blocking.
+    pub fn discard_warm(&self, e: &Arc<Entry>) {
+        let id = e.rec().id.clone();
+        let pid = e.warm_pid.swap(0, std::sync::atomic::Ordering::SeqCst);
+        // The shim reaps its init only after it died: until then the pid is the init's.
+        if let Some(p) = rustix::process::Pid::from_raw(pid).filter(|_| pid > 1) {
+            let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
+        }
+        self.net_down(e);
+        if let Ok(cid) = ContainerId::new(&id) {
+            let _ = self.containers.snapshotter.unmount(&cid, true);
+        }
+        super::purge(&self.containers.dir(&id));
+        // The shim removes its socket when it is done; its directory goes after that.
+        let shim_dir = self.containers.shim_dir(&id);
+        std::thread::spawn(move || {
+            for _ in 0..200 {
+                if !shim_dir.join("sock").exists() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let _ = std::fs::remove_dir_all(&shim_dir);
+        });
+    }
+
+    /// Discards every pre-started container (the daemon stops). Blocking.
+    pub fn discard_all_warm(&self) {
+        for e in self.containers.prestart.take_all() {
+            self.discard_warm(&e);
+        }
     }
 
     /// `POST /containers/{id}/wait?condition=`: the exit code once the condition holds.

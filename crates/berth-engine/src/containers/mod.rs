@@ -7,6 +7,7 @@ pub mod archive;
 pub mod exec;
 pub mod health;
 pub mod lifecycle;
+pub mod prestart;
 pub mod shim;
 pub mod spec;
 pub mod stats;
@@ -161,6 +162,12 @@ pub struct Entry {
     /// Attach requests made before start: each gets the shim's socket path and answers once
     /// it has connected, so that no output is lost.
     pub pending_attach: Mutex<Vec<tokio::sync::oneshot::Sender<PendingStart>>>,
+    /// A pre-started container's init pid ([`prestart`]): its shim is up and its init waits in
+    /// its namespaces, so the first start only sends the start request (0: none).
+    pub warm_pid: std::sync::atomic::AtomicI32,
+    /// What makes another container like this one, for a `--rm` container that may be run
+    /// again ([`prestart::Seed`]).
+    pub seed: Mutex<Option<prestart::Seed>>,
 }
 
 /// What a start hands to an attach that waited for it.
@@ -170,7 +177,7 @@ pub struct PendingStart {
 }
 
 impl Entry {
-    fn new(r: Record) -> Arc<Self> {
+    pub(crate) fn new(r: Record) -> Arc<Self> {
         Arc::new(Self {
             rec: Mutex::new(r),
             changed: watch::channel(0).0,
@@ -178,6 +185,8 @@ impl Entry {
             exits: std::sync::atomic::AtomicU64::new(0),
             removed: std::sync::atomic::AtomicBool::new(false),
             pending_attach: Mutex::new(Vec::new()),
+            warm_pid: std::sync::atomic::AtomicI32::new(0),
+            seed: Mutex::new(None),
         })
     }
     /// The record (a short lock: never held across an await).
@@ -210,6 +219,8 @@ pub struct Containers {
     seccomp_cache: Mutex<HashMap<Vec<String>, Option<serde_json::Value>>>,
     /// Compiled filters (`seccomp.bpf` files) by the fingerprint of their seccomp section.
     bpf_cache: Mutex<HashMap<[u8; 32], Arc<Vec<u8>>>>,
+    /// Pre-started containers for `run --rm` done again and again.
+    pub prestart: prestart::Pool,
 }
 
 /// Docker's default seccomp profile (policy is data: see profiles/README.md).
@@ -238,6 +249,20 @@ impl Containers {
         for r in store.all()? {
             entries.insert(r.id.clone(), Entry::new(r));
         }
+        // Containers that never reached the store: pre-started ones of a daemon that died, or
+        // a create cut short by a crash. Their init, cgroups, mounts and files go.
+        for ent in std::fs::read_dir(&root).into_iter().flatten().flatten() {
+            let name = ent.file_name().to_string_lossy().into_owned();
+            let is_id = name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit());
+            if !is_id || entries.contains_key(&name) {
+                continue;
+            }
+            if let Ok(c) = berth_runtime::Container::load(&state_root, &name) {
+                let _ = c.delete(true);
+            }
+            let _ = std::fs::remove_dir_all(shims_root.join(&name[..12.min(name.len())]));
+            purge(&ent.path());
+        }
         Ok(Self {
             store,
             entries: Mutex::new(entries),
@@ -248,6 +273,7 @@ impl Containers {
             execs: Mutex::new(HashMap::new()),
             seccomp_cache: Mutex::new(HashMap::new()),
             bpf_cache: Mutex::new(HashMap::new()),
+            prestart: prestart::Pool::new(config.prestart),
         })
     }
 
@@ -344,6 +370,14 @@ impl Containers {
         let e = Entry::new(r);
         self.map().insert(id, e.clone());
         Ok(e)
+    }
+
+    /// Stores a record held by an entry made before (a pre-started container being claimed).
+    pub fn insert_entry(&self, e: &Arc<Entry>) -> Result<(), EngineError> {
+        let r = e.snapshot();
+        self.store.insert(&r)?;
+        self.map().insert(r.id.clone(), e.clone());
+        Ok(())
     }
 
     /// Saves an entry's record.
