@@ -92,6 +92,87 @@ du_kb() {
     echo "$t"
 }
 
+# --- memory charged to cgroups: what an engine's processes and containers cost, whatever else runs ---
+# The kernel charges every page a process faults in and most kernel objects it allocates (task
+# structs, stacks, page tables, namespaces, mounts, sockets, slab) to the memory cgroup the process
+# is in. An engine's daemon, helpers and CLI calls run in a memory cgroup of their own here and its
+# containers each get one; the sum of what those hold, page cache left out (the kernel hands it
+# back on demand, as MemAvailable counts it), is the engine's memory, untouched by other work on a
+# shared machine. Not charged anywhere: the cgroups' own kernel structures (a v1 memory cgroup is
+# ~150 kB) and sysfs/kernfs nodes, alike for every engine that makes the same cgroups.
+
+# memcg_mode — "v1" (a memory hierarchy at /sys/fs/cgroup/memory), "v2" (cgroup2 with the memory
+# controller at /sys/fs/cgroup), or "" (neither: nothing charged is measured)
+memcg_mode() {
+    if [[ -r /sys/fs/cgroup/memory/memory.stat ]]; then
+        echo v1
+    elif grep -qw memory /sys/fs/cgroup/cgroup.controllers 2>/dev/null; then
+        echo v2
+    fi
+}
+memcg_root() { case $(memcg_mode) in v1) echo /sys/fs/cgroup/memory ;; v2) echo /sys/fs/cgroup ;; esac; }
+
+# memcg_join DIR — moves the calling (sub)shell into memory cgroup DIR (made if missing); call it in
+# a subshell: ( memcg_join DIR && exec CMD ) — what CMD and its children allocate is charged there.
+memcg_join() {
+    [[ -n $1 ]] || return 0
+    mkdir -p "$1" && echo "$BASHPID" >"$1/cgroup.procs"
+}
+
+# memcg_charged_kb DIR — what DIR and the cgroups below it hold, page cache excluded, in kB:
+# v1: total_rss + total_shmem + memory.kmem.usage_in_bytes; v2: anon + shmem + kernel memory.
+memcg_charged_kb() {
+    local d=$1
+    [[ -d $d ]] || { echo 0; return; }
+    if [[ -r $d/memory.kmem.usage_in_bytes ]]; then
+        awk -v k="$(cat "$d/memory.kmem.usage_in_bytes")" \
+            '$1 == "total_rss" || $1 == "total_shmem" {s += $2} END {printf "%d\n", (s + k) / 1024}' "$d/memory.stat"
+    else
+        awk '$1 == "anon" || $1 == "shmem" {s += $2} $1 == "kernel" {k = $2}
+             $1 ~ /^(kernel_stack|pagetables|sec_pagetables|percpu|sock|vmalloc|slab)$/ {o += $2}
+             END {printf "%d\n", (s + (k ? k : o)) / 1024}' "$d/memory.stat"
+    fi
+}
+
+# pid_memcg PID — the memory cgroup directory PID is in (empty if it is gone)
+pid_memcg() {
+    local root
+    root=$(memcg_root) || return 0
+    [[ -n $root ]] || return 0
+    if [[ $root == /sys/fs/cgroup/memory ]]; then
+        awk -F: -v r="$root" '$2 ~ /(^|,)memory(,|$)/ {print r $3; exit}' "/proc/$1/cgroup" 2>/dev/null
+    else
+        awk -F: -v r="$root" '$1 == "0" {print r $3; exit}' "/proc/$1/cgroup" 2>/dev/null
+    fi
+}
+
+# memcgs_charged_kb BASE PID... — the charged kB of the distinct memory cgroups of PIDs that are
+# not BASE or below it (BASE itself is measured as a whole), summed
+memcgs_charged_kb() {
+    local base=$1 p d t=0
+    shift
+    declare -A seen=()
+    for p in "$@"; do
+        d=$(pid_memcg "$p")
+        [[ -n $d && $d != "$base" && $d != "$base"/* && -z ${seen[$d]:-} ]] || continue
+        seen[$d]=1
+        t=$((t + $(memcg_charged_kb "$d")))
+    done
+    echo "$t"
+}
+
+# memcg_remove DIR — removes DIR and the cgroups below it once their tasks are gone (≤ 5 s)
+memcg_remove() {
+    local i
+    [[ -d $1 ]] || return 0
+    for ((i = 0; i < 50; i++)); do
+        find "$1" -depth -type d -exec rmdir {} + 2>/dev/null
+        [[ -d $1 ]] || return 0
+        sleep 0.1
+    done
+    say "cannot remove the cgroup $1: tasks are still inside"
+}
+
 # pids_matching REGEX — the PIDs whose full command line matches (pgrep -f), one a line.
 pids_matching() { pgrep -f -- "$1" || true; }
 

@@ -99,6 +99,16 @@ shim=$repo/target/shim/x86_64-unknown-linux-gnu/release/berth-shim
 [[ -x $shim ]] || shim=$repo/target/release/berth-shim
 
 work=$(mktemp -d /tmp/berth-compare.XXXXXX)
+# Each peer's daemon, CLI calls and helpers run in a memory cgroup of their own (lib.sh: memcg_*):
+# what they and their containers hold is measured there, whatever else runs on the machine.
+memcg_kind=$(memcg_mode)
+cg_cmp=""
+if [[ -n $memcg_kind ]]; then
+    cg_cmp=$(memcg_root)/berth-compare-$$
+    mkdir -p "$cg_cmp"
+    [[ $memcg_kind == v2 ]] && echo +memory >"$cg_cmp/cgroup.subtree_control"
+fi
+cg_of() { [[ -n $cg_cmp ]] && echo "$cg_cmp/$1"; return 0; } # PEER → its memory cgroup, if any
 declare -A up=() # peer → "1" once it answers
 daemon_pids=()
 made_links=()
@@ -138,6 +148,7 @@ cleanup() {
     [[ ${netavark_before:-1} == 0 ]] && netavark_remove
     nft list table inet berth_cmpb0 >/dev/null 2>&1 && nft delete table inet berth_cmpb0
     grep -o " ${work}[^ ]*" /proc/self/mountinfo | sort -r | while read -r m; do umount -l "$m" 2>/dev/null; done
+    [[ -n $cg_cmp ]] && memcg_remove "$cg_cmp"
     rm -rf --one-file-system "$work"
 }
 trap cleanup EXIT
@@ -185,8 +196,8 @@ start_berth() {
     [[ -x $berth && -x $berthd && -x $shim ]] || { echo "berth binaries missing in target/ (cargo build failed, see $log)"; return 1; }
     # Its default bridge on a subnet of its own; berthd's nft table for it is removed on exit.
     made_links+=(cmpb0)
-    BERTH_SHIM=$shim "$berthd" -H "unix://$work/berth.sock" --data-root "$work/berth" \
-        --bridge cmpb0 --bip 10.216.0.1/16 >>"$log" 2>&1 &
+    (memcg_join "$(cg_of berth)" && BERTH_SHIM=$shim exec "$berthd" -H "unix://$work/berth.sock" \
+        --data-root "$work/berth" --bridge cmpb0 --bip 10.216.0.1/16) >>"$log" 2>&1 &
     daemon_pids+=($!)
     wait_sock "$work/berth.sock" || { echo "berthd did not answer on $work/berth.sock: $(tail -2 "$log")"; return 1; }
     cli[berth]="$berth -H unix://$work/berth.sock" data[berth]="$work/berth"
@@ -197,9 +208,9 @@ start_docker() {
     # not touched (published ports go through docker-proxy).
     { ip link add cmpd0 type bridge && made_links+=(cmpd0) && ip addr add 10.217.0.1/16 dev cmpd0 \
         && ip link set cmpd0 up; } || { echo "cannot make the bridge cmpd0"; return 1; }
-    dockerd --data-root "$work/docker" --exec-root "$work/docker-exec" -H "unix://$work/docker.sock" \
-        --pidfile "$work/docker.pid" --bridge=cmpd0 --iptables=false --ip6tables=false \
-        --default-address-pool base=10.219.0.0/16,size=24 >>"$log" 2>&1 &
+    (memcg_join "$(cg_of docker)" && exec dockerd --data-root "$work/docker" --exec-root "$work/docker-exec" \
+        -H "unix://$work/docker.sock" --pidfile "$work/docker.pid" --bridge=cmpd0 --iptables=false \
+        --ip6tables=false --default-address-pool base=10.219.0.0/16,size=24) >>"$log" 2>&1 &
     daemon_pids+=($!)
     wait_sock "$work/docker.sock" || { echo "dockerd did not answer: $(tail -2 "$log")"; return 1; }
     cli[docker]="docker -H unix://$work/docker.sock" data[docker]="$work/docker $work/docker-exec"
@@ -389,6 +400,9 @@ density() {
     local p=$1 count=$2 pattern=$3 helper=$4 disk=$5
     shift 5
     local mem0 mem1 disk0 disk1 t0 t1 s e i started=0 cpu0 cpu1 hp=() idle=() all=() dm=() dpss0 dpss1
+    local cg ch0=null ch1=null chx=null d
+    cg=$(cg_of "$p")
+    declare -A cg_before=() # the memory cgroups that exist now, outside the peer's: what they held
     sync
     echo 1 >/proc/sys/vm/drop_caches 2>/dev/null || true
     sleep 1
@@ -396,21 +410,33 @@ density() {
     mapfile -t dm < <(pids_matching "$pattern")
     dpss0=$(pss_kb "${dm[@]}" | jq -s add)
     mem0=$(mem_avail_median_kb)
+    if [[ -n $cg ]]; then
+        mkdir -p "$cg"
+        ch0=$(memcg_charged_kb "$cg")
+        # a helper may go to a cgroup shared by all (podman's conmon): its growth, not its total
+        while read -r d; do cg_before[$d]=$(memcg_charged_kb "$d"); done \
+            < <(find "$(memcg_root)" -mindepth 1 -maxdepth 2 -type d 2>/dev/null)
+    fi
     # shellcheck disable=SC2086
     disk0=$(du_kb $disk)
     : >"$raw/density-$p-starts.txt"
     t0=$(date +%s%N)
-    for ((i = 0; i < count; i++)); do
-        s=$(date +%s%N)
-        if ! "${@//\{i\}/$i}" </dev/null >/dev/null 2>"$work/err"; then
-            fail density "$p" "start $((i + 1)) of $count failed: $(tail -c 300 "$work/err")"
-            break
-        fi
-        e=$(date +%s%N)
-        echo $(((e - s) / 1000)) >>"$raw/density-$p-starts.txt"
-        started=$((started + 1))
-    done
+    # the starts in a subshell that joined the peer's memory cgroup (CLI calls, crun, qemu and
+    # whatever they leave running are charged there)
+    (
+        memcg_join "$cg" || say "$p: cannot join the memory cgroup $cg: nothing charged is measured"
+        for ((i = 0; i < count; i++)); do
+            s=$(date +%s%N)
+            if ! "${@//\{i\}/$i}" </dev/null >/dev/null 2>"$work/err"; then
+                fail density "$p" "start $((i + 1)) of $count failed: $(tail -c 300 "$work/err")"
+                break
+            fi
+            e=$(date +%s%N)
+            echo $(((e - s) / 1000)) >>"$raw/density-$p-starts.txt"
+        done
+    )
     t1=$(date +%s%N)
+    started=$(wc -l <"$raw/density-$p-starts.txt")
     sleep 2
     mem1=$(mem_avail_median_kb)
     # shellcheck disable=SC2086
@@ -418,6 +444,16 @@ density() {
     mapfile -t hp < <(if [[ -n $helper ]]; then pids_matching "$helper"; fi)
     mapfile -t idle < <(pids_matching "^$idle_cmd\$")
     mapfile -t all < <({ pids_matching "$pattern"; printf '%s\n' "${idle[@]}"; } | awk NF | sort -u)
+    if [[ -n $cg ]]; then
+        ch1=$(memcg_charged_kb "$cg")
+        # plus the containers' own memory cgroups (and a helper's outside the peer's), less what
+        # the ones that existed before held then
+        chx=$(memcgs_charged_kb "$cg" "${idle[@]}" "${hp[@]}")
+        for d in $(for i in "${idle[@]}" "${hp[@]}"; do pid_memcg "$i"; done | sort -u); do
+            [[ $d == "$cg" || $d == "$cg"/* ]] && continue
+            chx=$((chx - ${cg_before[$d]:-0}))
+        done
+    fi
     cpu1=$($py "$here/probe.py" cpu --secs "$idle_secs" "${all[@]}")
     dpss1=$(pss_kb "${dm[@]}" | jq -s add) # the daemons that ran before: their growth
     jq -n --arg peer "$p" --argjson target "$count" --argjson started "$started" \
@@ -427,12 +463,16 @@ density() {
         --argjson inst_pss "$(pss_kb "${hp[@]}" "${idle[@]}" | jq -s add)" \
         --argjson dpss0 "${dpss0:-null}" --argjson dpss1 "${dpss1:-null}" \
         --argjson cpu_before "$cpu0" --argjson cpu "$cpu1" --argjson nprocs "${#all[@]}" \
+        --argjson ch0 "$ch0" --argjson ch1 "$ch1" --argjson chx "$chx" --arg memcg "$memcg_kind" \
         '{peer: $peer, target: $target, started: $started, total_s: ($ns / 1e9),
           mem_avail_drop_kb: ($mem0 - $mem1), disk_kb: ($disk1 - $disk0), helper: $helper,
           helper_pss_kb: $pss, helper_rss_kb: $rss, instance_pss_kb: $inst_pss,
-          daemon_pss_kb_before: $dpss0, daemon_pss_kb_after: $dpss1, cpu_before: $cpu_before, cpu_idle: $cpu, procs: $nprocs}' \
+          daemon_pss_kb_before: $dpss0, daemon_pss_kb_after: $dpss1, cpu_before: $cpu_before, cpu_idle: $cpu, procs: $nprocs,
+          memcg: $memcg, charged_kb_before: $ch0, charged_kb_after: $ch1, charged_kb_elsewhere: $chx,
+          charged_kb: (if $ch0 == null then null else $ch1 - $ch0 + $chx end)}' \
         >"$raw/density-$p.json"
-    say "$p: $started of $count idle instances in $(((t1 - t0) / 1000000)) ms; MemAvailable -$(((mem0 - mem1) / 1024)) MB"
+    say "$p: $started of $count idle instances in $(((t1 - t0) / 1000000)) ms; MemAvailable drop $(((mem0 - mem1) / 1024)) MB$(
+        [[ $ch0 != null ]] && echo "; charged $(((ch1 - ch0 + chx) / 1024)) MB")"
 }
 remove_all() { # PEER — removes its idle instances, times it (reported as a side note)
     local p=$1 t0 t1

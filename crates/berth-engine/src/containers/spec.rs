@@ -519,7 +519,7 @@ pub fn build(i: &Inputs) -> Result<Value, SpecError> {
     let mut linux = json!({
         "namespaces": namespaces,
         "resources": resources,
-        "cgroupsPath": format!("/berth/{}", rec.id),
+        "cgroupsPath": cgroups_path(hc.cgroup_parent.as_deref(), &rec.id),
     });
     if !privileged {
         linux["maskedPaths"] = json!(MASKED);
@@ -544,6 +544,19 @@ pub fn build(i: &Inputs) -> Result<Value, SpecError> {
         "mounts": mounts,
         "linux": linux,
     }))
+}
+
+/// The container's cgroup: `/berth/<id>`, or `<parent>/<id>` with `--cgroup-parent` (as Docker's
+/// cgroupfs driver joins them; a relative parent is taken from the hierarchy's root, where Docker's
+/// daemon runs). A `..` that would climb out of the hierarchy is refused by the runtime.
+fn cgroups_path(parent: Option<&str>, id: &str) -> String {
+    match parent
+        .map(|p| p.trim_matches('/'))
+        .filter(|p| !p.is_empty())
+    {
+        Some(p) => format!("/{p}/{id}"),
+        None => format!("/berth/{id}"),
+    }
 }
 
 /// Docker's device cgroup rules: deny all, allow the standard character devices.
@@ -892,6 +905,24 @@ mod tests {
             netns: None,
         })
         .unwrap()
+    }
+
+    #[test]
+    fn cgroup_parent_is_joined_with_the_id() {
+        let path = |p: Option<&str>| {
+            spec_of(HostConfig {
+                cgroup_parent: p.map(String::from),
+                ..Default::default()
+            })["linux"]["cgroupsPath"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        };
+        let id = "0123456789abcdef".repeat(4);
+        assert_eq!(path(None), format!("/berth/{id}"));
+        assert_eq!(path(Some("")), format!("/berth/{id}"));
+        assert_eq!(path(Some("/mine")), format!("/mine/{id}"));
+        assert_eq!(path(Some("mine/sub/")), format!("/mine/sub/{id}"));
     }
 
     #[test]
