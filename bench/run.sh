@@ -7,7 +7,9 @@
 # bundle, in one hyperfine -N invocation per round; each command's quietest median over ROUNDS
 # rounds is printed with the ratios berth/crun, berth/docker, berth/podman.
 # `berth (bridge)` is the same with berth's default network (netns + veth + address); bench/net.sh
-# compares the default network's cost with docker's.
+# compares the default network's cost with docker's. berthd makes the next container of a
+# `run --rm` seen again ahead of time (pre-started containers, on by default): `berth (cold)` is
+# the same command on a second berthd started with --prestart=false, every run from scratch.
 #
 # Part 2, density: IDLE containers (`run -d busybox sleep 1000000`) started one after another
 # with berth and with docker: total start time, per start, and memory per container as the drop
@@ -52,6 +54,7 @@ cleanup() {
     if [[ -S $work/berth.sock ]]; then
         DOCKER_HOST=unix://$work/berth.sock docker ps -aq 2>/dev/null | xargs -r -n 200 env DOCKER_HOST="unix://$work/berth.sock" docker rm -f >/dev/null 2>&1
     fi
+    if [[ -S $work/cold.sock ]]; then kill "$(cat "$work/cold.pid" 2>/dev/null)" 2>/dev/null; fi
     if [[ -S $work/docker.sock ]]; then
         DOCKER_HOST=unix://$work/docker.sock docker ps -aq 2>/dev/null | xargs -r -n 200 env DOCKER_HOST="unix://$work/docker.sock" docker rm -f >/dev/null 2>&1
     fi
@@ -60,8 +63,10 @@ cleanup() {
     for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
     pkill -f "berth-shim .*--state-root $work/" 2>/dev/null
     # berthd leaves its default bridge and nft table behind when it stops (as dockerd does).
-    ip link show bench-berth0 >/dev/null 2>&1 && ip link del bench-berth0
-    nft list table inet berth_bench_berth0 >/dev/null 2>&1 && nft delete table inet berth_bench_berth0
+    for br in bench-berth0 bench-berthc; do
+        ip link show "$br" >/dev/null 2>&1 && ip link del "$br"
+        nft list table inet "berth_${br//-/_}" >/dev/null 2>&1 && nft delete table inet "berth_${br//-/_}"
+    done
     podman --root "$work/podman" --runroot "$work/podman-run" rm -af >/dev/null 2>&1
     crun --root "$work/crun-root" delete --force bench-crun >/dev/null 2>&1
     grep -o " ${work}[^ ]*" /proc/mounts | sort -r | while read -r m; do umount -l "$m" 2>/dev/null; done
@@ -86,8 +91,18 @@ export BERTH_HOST=unix://$work/berth.sock BERTH_NO_AUTOSTART=1
 tar -C "$rootfs" -c . | "$berth" import - busybox:latest >/dev/null
 bdocker() { DOCKER_HOST=unix://$work/berth.sock docker "$@"; }
 
-names=("berth run --rm" "berth (bridge)")
-cmds=("$berth run --rm --network none busybox true" "$berth run --rm busybox true")
+# The same berth without pre-started containers: every run cold.
+BERTH_SHIM=$shim "$berthd" -H "unix://$work/cold.sock" --data-root "$work/berth-cold" --bridge bench-berthc \
+    --prestart=false >>"$log" 2>&1 &
+echo $! >"$work/cold.pid"
+pids+=($!)
+disown "$!"
+wait_sock "$work/cold.sock" "berthd --prestart=false"
+tar -C "$rootfs" -c . | BERTH_HOST=unix://$work/cold.sock "$berth" import - busybox:latest >/dev/null
+
+names=("berth run --rm" "berth (bridge)" "berth (cold)")
+cmds=("$berth run --rm --network none busybox true" "$berth run --rm busybox true"
+    "env BERTH_HOST=unix://$work/cold.sock $berth run --rm --network none busybox true")
 if has_peer docker && command -v dockerd >/dev/null; then
     dockerd --data-root "$work/docker" --exec-root "$work/docker-exec" -H "unix://$work/docker.sock" \
         --pidfile "$work/docker.pid" --bridge=none --iptables=false >>"$log" 2>&1 &
