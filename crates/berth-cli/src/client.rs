@@ -183,12 +183,23 @@ impl hyper::body::Body for ReaderBody {
     }
 }
 
+/// How long a connection opened ahead of its request ([`Client::reserve`]) stays worth using:
+/// past this the daemon may have dropped it as idle (a pull ran in between).
+const SPARE_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A connection being opened (or opened) ahead of its request, and when it was opened.
+type Spare = tokio::task::JoinHandle<Option<(SendRequest<Body>, std::time::Instant)>>;
+
 /// A connection to the daemon plus the API version agreed with it.
 pub struct Client {
     host: String,
     socket: PathBuf,
     version: String,
     sender: Option<SendRequest<Body>>,
+    /// Connections opened ahead of time for requests of their own (streams, hijacks).
+    spares: Vec<Spare>,
+    /// How many spares to open once the next shared request is on its way.
+    reserve: usize,
     autostart_tried: bool,
 }
 
@@ -200,8 +211,63 @@ impl Client {
             socket,
             version: API_VERSION.to_string(),
             sender: None,
+            spares: Vec::new(),
+            reserve: 0,
             autostart_tried: false,
         })
+    }
+
+    /// Another client of the same daemon, for a connection used beside this one's (attach and
+    /// wait next to start), taking one of the connections [`Client::reserve`]d. It never starts
+    /// the daemon itself.
+    pub fn sibling(&mut self) -> Client {
+        Client {
+            host: self.host.clone(),
+            socket: self.socket.clone(),
+            version: self.version.clone(),
+            sender: None,
+            spares: self.spares.pop().into_iter().collect(),
+            reserve: 0,
+            autostart_tried: true,
+        }
+    }
+
+    /// Opens `n` connections for requests of their own (see [`Client::sibling`]) in the
+    /// background as soon as the next shared request has been handed to its connection, so
+    /// they are ready when its answer comes, and that request goes out first.
+    pub fn reserve(&mut self, n: usize) {
+        self.reserve = n;
+    }
+
+    fn open_spares(&mut self) {
+        for _ in 0..std::mem::take(&mut self.reserve) {
+            let socket = self.socket.clone();
+            self.spares.push(tokio::spawn(async move {
+                let stream = UnixStream::connect(&socket).await.ok()?;
+                let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                    .await
+                    .ok()?;
+                tokio::spawn(async move {
+                    let _ = conn.with_upgrades().await;
+                });
+                Some((sender, std::time::Instant::now()))
+            }));
+        }
+    }
+
+    /// The connection for a request of its own: a reserved one if it opened, is still fresh
+    /// and open, else a new one (whose failure is the one reported).
+    async fn own_connection(&mut self) -> Result<SendRequest<Body>> {
+        if let Some(spare) = self.spares.pop() {
+            if let Ok(Some((mut s, at))) = spare.await {
+                if at.elapsed() < SPARE_MAX_AGE && s.ready().await.is_ok() {
+                    return Ok(s);
+                }
+            }
+        }
+        let mut s = self.connect().await?;
+        s.ready().await.context("daemon connection")?;
+        Ok(s)
     }
 
     pub fn host(&self) -> &str {
@@ -333,10 +399,10 @@ impl Client {
                 s
             }
         };
-        let resp = sender
-            .send_request(req)
-            .await
-            .context("request to the daemon")?;
+        // The request is queued on its connection here; spares open behind it.
+        let sent = sender.send_request(req);
+        self.open_spares();
+        let resp = sent.await.context("request to the daemon")?;
         self.sender = Some(sender);
         Ok(resp)
     }
@@ -373,8 +439,7 @@ impl Client {
             let json = body.is_some();
             let b = body.clone().map(full).unwrap_or_else(empty);
             let req = self.build(&method, path, b, json, &[], false)?;
-            let mut s = self.connect().await?;
-            s.ready().await.context("daemon connection")?;
+            let mut s = self.own_connection().await?;
             let resp = s.send_request(req).await.context("request to the daemon")?;
             match check(resp).await {
                 Ok(r) => return Ok(r),
@@ -434,8 +499,7 @@ impl Client {
             let json = body.is_some();
             let b = body.clone().map(full).unwrap_or_else(empty);
             let req = self.build(&method, path, b, json, &[], true)?;
-            let mut s = self.connect().await?;
-            s.ready().await.context("daemon connection")?;
+            let mut s = self.own_connection().await?;
             let resp = s.send_request(req).await.context("request to the daemon")?;
             if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
                 let up = hyper::upgrade::on(resp)
@@ -689,5 +753,121 @@ mod tests {
     fn trims() {
         assert_eq!(trim_ascii(b"  {}\r\n"), b"{}");
         assert_eq!(trim_ascii(b"   "), b"");
+    }
+
+    /// A daemon stand-in: answers `200 <n>` to each request of its n-th connection (from 1),
+    /// except on the connections in `drop`, which it closes at once. Returns the socket path
+    /// and a receiver of (connection number, request line).
+    async fn fake_daemon(
+        dir: &std::path::Path,
+        drop: &'static [usize],
+    ) -> (
+        PathBuf,
+        tokio::sync::mpsc::UnboundedReceiver<(usize, String)>,
+    ) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let path = dir.join("d.sock");
+        let listener = tokio::net::UnixListener::bind(&path).expect("bind");
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut n = 0;
+            while let Ok((mut s, _)) = listener.accept().await {
+                n += 1;
+                if drop.contains(&n) {
+                    continue;
+                }
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 1024];
+                    loop {
+                        while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            let head: Vec<u8> = buf.drain(..end + 4).collect();
+                            let line = String::from_utf8_lossy(&head)
+                                .lines()
+                                .next()
+                                .unwrap_or_default()
+                                .to_string();
+                            let _ = tx.send((n, line));
+                            let body = n.to_string();
+                            let resp = format!(
+                                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                                body.len()
+                            );
+                            if s.write_all(resp.as_bytes()).await.is_err() {
+                                return;
+                            }
+                        }
+                        match s.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(k) => buf.extend_from_slice(&chunk[..k]),
+                        }
+                    }
+                });
+            }
+        });
+        (path, rx)
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn reserved_connections_serve_the_siblings_requests() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (path, mut seen) = fake_daemon(dir.path(), &[]).await;
+        let mut c = Client::new(format!("unix://{}", path.display())).expect("client");
+        c.reserve(2);
+        let body = read_all(c.send(Method::POST, "/a", None, &[]).await.expect("a"))
+            .await
+            .expect("body");
+        assert_eq!(
+            &body[..],
+            b"1",
+            "the shared request has the first connection"
+        );
+        let (mut s1, mut s2) = (c.sibling(), c.sibling());
+        let (r1, r2) = tokio::join!(
+            s1.send_own(Method::POST, "/b", None),
+            s2.send_own(Method::POST, "/c", None)
+        );
+        let mut conns = vec![
+            read_all(r1.expect("b")).await.expect("b body"),
+            read_all(r2.expect("c")).await.expect("c body"),
+        ];
+        conns.sort();
+        assert_eq!(conns, vec![Bytes::from("2"), Bytes::from("3")]);
+        let mut lines = Vec::new();
+        while let Ok(l) = seen.try_recv() {
+            lines.push(l);
+        }
+        lines.sort();
+        assert_eq!(lines.len(), 3, "{lines:?}");
+        assert_eq!(lines[0], (1, "POST /v1.45/a HTTP/1.1".to_string()));
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_reserved_connection_the_daemon_closed_is_replaced() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // The second connection (the reserved one) is closed by the daemon.
+        let (path, _seen) = fake_daemon(dir.path(), &[2]).await;
+        let mut c = Client::new(format!("unix://{}", path.display())).expect("client");
+        c.reserve(1);
+        c.call(Method::POST, "/a").await.expect("a");
+        let mut s = c.sibling();
+        // Let the reserved connection see its end.
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let body = read_all(s.send_own(Method::GET, "/b", None).await.expect("b"))
+            .await
+            .expect("body");
+        assert_eq!(&body[..], b"3", "a new connection answered");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_sibling_without_a_daemon_reports_the_connect_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let host = format!("unix://{}", dir.path().join("none.sock").display());
+        let mut c = Client::new(host).expect("client");
+        c.reserve(1);
+        let mut s = c.sibling();
+        let e = s.send_own(Method::GET, "/b", None).await.unwrap_err();
+        assert!(e.downcast_ref::<ConnectError>().is_some(), "{e:#}");
     }
 }

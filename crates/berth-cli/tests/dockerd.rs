@@ -256,6 +256,29 @@ fn container_verbs_against_dockerd() {
     let out = child.wait_with_output().expect("wait");
     assert_eq!(text(&out.stdout), "through stdin\n");
 
+    // --sig-proxy (the default): a signal sent to the CLI reaches the container, and the CLI
+    // exits with the container's code.
+    let mut c = d.cmd(&[
+        "run",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        "trap 'echo got TERM; exit 7' TERM; echo ready; while :; do sleep 0.1; done",
+    ]);
+    c.stdout(Stdio::piped());
+    let mut child = c.spawn().expect("spawn");
+    let mut stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut line).expect("read");
+    assert_eq!(line, "ready\n");
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).expect("pid");
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("kill");
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).expect("read");
+    assert_eq!(rest, "got TERM\n");
+    assert_eq!(child.wait().expect("wait").code(), Some(7));
+
     // Detached: the full id, then ps, logs, exec, inspect, stop, rm.
     let out = d.berth(&[
         "run",

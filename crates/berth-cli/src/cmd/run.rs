@@ -53,6 +53,10 @@ pub async fn run(client: &mut Client, args: RunArgs) -> Result<i32> {
         // docker refuses this too: a raw terminal is needed for -it.
         return Err(status(1, "the input device is not a TTY"));
     }
+    if attach {
+        // The attach and wait connections open while the daemon creates the container.
+        client.reserve(2);
+    }
     let id = create_container(client, opts, attach)
         .await
         .map_err(|e| run_error("run", e))?;
@@ -71,21 +75,30 @@ pub async fn run(client: &mut Client, args: RunArgs) -> Result<i32> {
         if stdin { "&stdin=1" } else { "" },
         detach_query(args.detach_keys.as_deref())
     );
-    let hijacked = client
-        .hijack(Method::POST, &attach_path, None)
-        .await
-        .map_err(|e| run_error("run", e))?;
-    let wait_resp = client
-        .send_own(
-            Method::POST,
-            &format!(
-                "/containers/{id}/wait?condition={}",
-                wait_condition(opts.rm)
-            ),
-            None,
-        )
-        .await
-        .map_err(|e| run_error("run", e))?;
+    let wait_path = format!(
+        "/containers/{id}/wait?condition={}",
+        wait_condition(opts.rm)
+    );
+    let mut attach_client = client.sibling();
+    let mut wait_client = client.sibling();
+    // Attach and wait are both in place before start (so no output and no exit is missed), asked
+    // for at once; our signal handlers are set up (as docker does, before start) meanwhile.
+    let proxy = !tty && args.sig_proxy;
+    let (hijacked, wait_resp, mut signals) = tokio::join!(
+        attach_client.hijack(Method::POST, &attach_path, None),
+        wait_client.send_own(Method::POST, &wait_path, None),
+        async {
+            // After both requests are on their way.
+            tokio::task::yield_now().await;
+            if proxy {
+                catch_signals()
+            } else {
+                Vec::new()
+            }
+        }
+    );
+    let hijacked = hijacked.map_err(|e| run_error("run", e))?;
+    let wait_resp = wait_resp.map_err(|e| run_error("run", e))?;
     let waiter = tokio::spawn(async move { decode::<ContainerWaitResponse>(wait_resp).await });
 
     if let Err(e) = client
@@ -94,8 +107,12 @@ pub async fn run(client: &mut Client, args: RunArgs) -> Result<i32> {
     {
         if opts.rm {
             // As docker does: the daemon removes an --rm container whose start failed; wait
-            // for that (bounded) so the name is free when we return.
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(10), waiter).await;
+            // for that (bounded) so the name is free when we return. A signal we caught for
+            // the container (nothing to forward it to) ends the wait instead.
+            tokio::select! {
+                _ = tokio::time::timeout(std::time::Duration::from_secs(10), waiter) => {}
+                _ = next_signal(&mut signals) => {}
+            }
         } else {
             waiter.abort();
         }
@@ -107,17 +124,16 @@ pub async fn run(client: &mut Client, args: RunArgs) -> Result<i32> {
         if stdin {
             stream::set_raw_terminal().ok();
         }
-        let mut c2 = Client::new(client.host().to_string())?;
-        // Reuse the agreed version on the resize connection.
-        c2.negotiate_to(client.api_version());
         tasks.push(tokio::spawn(stream::follow_resizes(
-            c2,
+            client.sibling(),
             format!("/containers/{id}/resize"),
         )));
-    } else if args.sig_proxy {
-        let mut c2 = Client::new(client.host().to_string())?;
-        c2.negotiate_to(client.api_version());
-        tasks.push(tokio::spawn(proxy_signals(c2, id.clone())));
+    } else if proxy {
+        tasks.push(tokio::spawn(forward_signals(
+            client.sibling(),
+            id.clone(),
+            signals,
+        )));
     }
 
     let out = stream::pump(hijacked, tty, stdin, Some(keys)).await;
@@ -157,31 +173,49 @@ pub fn detach_query(spec: Option<&str>) -> String {
 }
 
 /// Forwards the signals a user sends us to the container, as docker's --sig-proxy does.
-pub async fn proxy_signals(mut client: Client, id: String) {
+pub async fn proxy_signals(client: Client, id: String) {
+    forward_signals(client, id, catch_signals()).await;
+}
+
+/// Catches the signals docker's --sig-proxy forwards (from now on: they no longer stop us),
+/// each with its number. Needs the runtime.
+pub fn catch_signals() -> Vec<(tokio::signal::unix::Signal, i32)> {
     use tokio::signal::unix::{signal, SignalKind};
-    let kinds = [
+    [
         (SignalKind::interrupt(), 2),
         (SignalKind::terminate(), 15),
         (SignalKind::hangup(), 1),
         (SignalKind::quit(), 3),
         (SignalKind::user_defined1(), 10),
         (SignalKind::user_defined2(), 12),
-    ];
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<i32>();
-    for (k, n) in kinds {
-        if let Ok(mut s) = signal(k) {
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                while s.recv().await.is_some() {
-                    if tx.send(n).is_err() {
-                        break;
-                    }
-                }
-            });
+    ]
+    .into_iter()
+    .filter_map(|(k, n)| signal(k).ok().map(|s| (s, n)))
+    .collect()
+}
+
+/// The number of the next signal caught by [`catch_signals`]; never, if none are caught.
+pub async fn next_signal(signals: &mut [(tokio::signal::unix::Signal, i32)]) -> i32 {
+    std::future::poll_fn(|cx| {
+        for (s, n) in signals.iter_mut() {
+            // A stream that ended (the runtime going away) stays pending: nothing more comes.
+            if let std::task::Poll::Ready(Some(())) = s.poll_recv(cx) {
+                return std::task::Poll::Ready(*n);
+            }
         }
-    }
-    drop(tx);
-    while let Some(n) = rx.recv().await {
+        std::task::Poll::Pending
+    })
+    .await
+}
+
+/// Sends each signal caught by [`catch_signals`] to the container.
+pub async fn forward_signals(
+    mut client: Client,
+    id: String,
+    mut signals: Vec<(tokio::signal::unix::Signal, i32)>,
+) {
+    loop {
+        let n = next_signal(&mut signals).await;
         let _ = client
             .call(Method::POST, &format!("/containers/{id}/kill?signal={n}"))
             .await;
