@@ -194,7 +194,7 @@ fn assert_nothing_left(d: &Berthd) -> Result<()> {
     let mut mounts = Vec::new();
     // Mounts may be released just after the build's answer: give them a moment.
     let clean = common::wait_until(Duration::from_secs(5), || {
-        mounts = common::host_mounts_mentioning(&root);
+        mounts = common::berthd_mounts(&d.data_root());
         mounts.is_empty()
     });
     ensure!(clean, "mounts left under {root}: {mounts:#?}");

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use anyhow::{ensure, Result};
 use berthd::Berthd;
-use common::{host_mounts_mentioning, wait_until};
+use common::{berthd_mounts, wait_until};
 
 /// Processes of pre-started containers of this daemon: shims started with --no-start whose
 /// command line names the data root (their init children carry the same command line).
@@ -127,10 +127,10 @@ fn repeated_rm_runs_take_prestarted_containers_that_behave_as_cold_ones() -> Res
     let root = d.data_root();
     ensure!(
         wait_until(Duration::from_secs(10), || prestarted(&root) == 0
-            && host_mounts_mentioning(&root.display().to_string()).is_empty()),
+            && berthd_mounts(&root).is_empty()),
         "after rmi: {} pre-started shims, mounts {:?}",
         prestarted(&root),
-        host_mounts_mentioning(&root.display().to_string())
+        berthd_mounts(&root)
     );
     Ok(())
 }
@@ -154,10 +154,10 @@ fn no_prestarted_container_outlives_its_daemon() -> Result<()> {
     d.restart()?;
     ensure!(
         wait_until(Duration::from_secs(10), || prestarted(&root) == 0
-            && host_mounts_mentioning(&root.display().to_string()).is_empty()),
+            && berthd_mounts(&root).is_empty()),
         "after kill -9 and restart: {} pre-started shims, mounts {:?}",
         prestarted(&root),
-        host_mounts_mentioning(&root.display().to_string())
+        berthd_mounts(&root)
     );
     ensure!(d.docker_ok(&["ps", "-aq"])?.is_empty(), "ps -a not empty");
     let leftovers: Vec<_> = std::fs::read_dir(root.join("containers"))?

@@ -539,6 +539,17 @@ pub fn pids_in_cgroup_of(id: &str) -> Vec<i32> {
 }
 
 /// Lines of the host's mountinfo that mention `needle`.
+/// Mounts a berthd with this data root made and keeps only while containers exist: every host
+/// mount naming the data root except the tmpfs berthd keeps its run state in (its exec root,
+/// `<data root>/run`, mounted once and kept across daemon restarts).
+pub fn berthd_mounts(data_root: &Path) -> Vec<String> {
+    let exec_root = format!(" {}/run ", data_root.display());
+    host_mounts_mentioning(&data_root.display().to_string())
+        .into_iter()
+        .filter(|l| !(l.contains(&exec_root) && l.contains(" - tmpfs ")))
+        .collect()
+}
+
 pub fn host_mounts_mentioning(needle: &str) -> Vec<String> {
     std::fs::read_to_string("/proc/self/mountinfo")
         .unwrap_or_default()
