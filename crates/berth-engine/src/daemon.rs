@@ -106,9 +106,8 @@ impl Daemon {
 /// mount stays when berthd stops: running containers keep their state, and a restarted berthd
 /// finds it. Failing to mount (no privilege) only costs speed.
 fn run_state_in_memory(exec_root: &std::path::Path) {
-    const TMPFS_MAGIC: i64 = 0x0102_1994;
     match rustix::fs::statfs(exec_root) {
-        Ok(s) if s.f_type as i64 == TMPFS_MAGIC => {}
+        Ok(s) if s.f_type == libc::TMPFS_MAGIC => {}
         // State of containers started before (by a berthd that kept it on disk) would be
         // hidden under the mount: then it stays on disk.
         Ok(_) if holds_files(exec_root, 4) => tracing::warn!(
