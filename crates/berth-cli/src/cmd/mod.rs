@@ -43,7 +43,7 @@ pub mod volume;
 pub mod wait;
 
 use anyhow::Result;
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 use crate::client::Client;
 
@@ -143,6 +143,15 @@ pub struct Cli {
     pub cmd: Cmd,
 }
 
+// A group of verbs (`berth container ...`) taken as the arguments of its parent's variant, so
+// that clap builds the group's commands only when argv names the group (`defer`), as it does for
+// any verb's flags. A plain comment: a doc comment would become every group's `about`.
+#[derive(Args, Debug)]
+pub struct Group<T: Subcommand> {
+    #[command(subcommand)]
+    pub cmd: T,
+}
+
 #[derive(Subcommand, Debug)]
 #[command(defer = true)]
 pub enum Cmd {
@@ -225,23 +234,17 @@ pub enum Cmd {
     /// Show the berth version information
     Version(version::VersionArgs),
     /// Manage berth
-    #[command(subcommand)]
-    System(SystemCmd),
+    System(Group<SystemCmd>),
     /// Manage containers
-    #[command(subcommand)]
-    Container(ContainerCmd),
+    Container(Group<ContainerCmd>),
     /// Manage images
-    #[command(subcommand)]
-    Image(ImageCmd),
+    Image(Group<ImageCmd>),
     /// Manage networks
-    #[command(subcommand)]
-    Network(network::NetworkCmd),
+    Network(Group<network::NetworkCmd>),
     /// Manage volumes
-    #[command(subcommand)]
-    Volume(volume::VolumeCmd),
+    Volume(Group<volume::VolumeCmd>),
     /// Manage builds
-    #[command(subcommand)]
-    Builder(builder::BuilderCmd),
+    Builder(Group<builder::BuilderCmd>),
 }
 
 #[derive(Subcommand, Debug)]
@@ -356,13 +359,13 @@ pub async fn dispatch(cmd: Cmd, mut c: Client) -> Result<i32> {
         Cmd::Events(a) => events::run(c, a).await,
         Cmd::Info(a) => info::run(c, a).await,
         Cmd::Version(a) => version::run(c, a).await,
-        Cmd::System(s) => match s {
+        Cmd::System(s) => match s.cmd {
             SystemCmd::Df(a) => system::df(c, a).await,
             SystemCmd::Prune(a) => system::prune(c, a).await,
             SystemCmd::Info(a) => info::run(c, a).await,
             SystemCmd::Events(a) => events::run(c, a).await,
         },
-        Cmd::Container(k) => match k {
+        Cmd::Container(k) => match k.cmd {
             ContainerCmd::Ls(a) => ps::run(c, a).await,
             ContainerCmd::Run(a) => run::run(c, a).await,
             ContainerCmd::Create(a) => create::run(c, a).await,
@@ -389,10 +392,10 @@ pub async fn dispatch(cmd: Cmd, mut c: Client) -> Result<i32> {
             ContainerCmd::Cp(a) => cp::run(c, a).await,
             ContainerCmd::Prune(a) => system::container_prune(c, a).await,
         },
-        Cmd::Network(k) => network::dispatch(c, k).await,
-        Cmd::Volume(k) => volume::dispatch(c, k).await,
-        Cmd::Builder(k) => builder::dispatch(c, k).await,
-        Cmd::Image(k) => match k {
+        Cmd::Network(k) => network::dispatch(c, k.cmd).await,
+        Cmd::Volume(k) => volume::dispatch(c, k.cmd).await,
+        Cmd::Builder(k) => builder::dispatch(c, k.cmd).await,
+        Cmd::Image(k) => match k.cmd {
             ImageCmd::Ls(a) => images::run(c, a).await,
             ImageCmd::Inspect(a) => inspect::run(c, a, inspect::Kind::Image).await,
             ImageCmd::Tag(a) => tag::run(c, a).await,
