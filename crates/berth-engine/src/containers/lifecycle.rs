@@ -1118,35 +1118,19 @@ impl Daemon {
         berth_runtime::timing::mark("remove: begin");
         let id = rec.id.clone();
         let d = self.clone();
-        // Move the directory aside (its rootfs mount moves with it): the client learns of the
-        // removal at once; the unmount and the files go in the background (a restart finishes
-        // what a crash interrupted).
-        let trash = tokio::task::spawn_blocking(move || {
-            let _ = std::fs::remove_dir_all(d.containers.shim_dir(&id));
-            let trash = d.containers.trash_dir().join(&id);
-            match std::fs::rename(d.containers.dir(&id), &trash) {
-                Ok(()) => Some(trash),
-                Err(_) => {
-                    if let Ok(cid) = ContainerId::new(&id) {
-                        let _ = d.containers.snapshotter.unmount(&cid, true);
-                    }
-                    super::purge(&d.containers.dir(&id));
-                    None
-                }
-            }
-        })
-        .await
-        .map_err(blocking_err)?;
-        let d = self.clone();
+        // The record goes first: the client learns of the removal at once. The shim's
+        // directory, the rootfs mount and the files go in the background (a crash meanwhile
+        // leaves a directory that is in no record: the next start deletes it).
         let quota_key = crate::quota::container_key(&rec.id);
         tokio::task::spawn_blocking(move || {
-            if let Some(t) = trash {
-                super::purge(&t);
+            let _ = std::fs::remove_dir_all(d.containers.shim_dir(&id));
+            if let Ok(cid) = ContainerId::new(&id) {
+                let _ = d.containers.snapshotter.unmount(&cid, true);
             }
+            super::purge(&d.containers.dir(&id));
             // A `--storage-opt size=` container's writable layer (no-op for the others).
             let _ = d.quotas.remove(&quota_key);
         });
-        berth_runtime::timing::mark("remove: files gone");
         self.containers.forget(&rec.id)?;
         berth_runtime::timing::mark("remove: forgotten");
         e.removed.store(true, std::sync::atomic::Ordering::SeqCst);

@@ -238,13 +238,14 @@ impl Containers {
         let snapshotter = berth_image::Snapshotter::open(&config.data_root)
             .map_err(|e| EngineError::internal(e.to_string()))?;
         let store = Store::open(&config.data_root.join("containers.db"))?;
-        // Directories of containers removed just before a crash: finish deleting them.
+        // Directories that berth versions before moved aside at removal and a crash left.
         let trash = root.join(".trash");
-        for ent in std::fs::read_dir(&trash).into_iter().flatten().flatten() {
-            purge(&ent.path());
+        if trash.is_dir() {
+            for ent in std::fs::read_dir(&trash).into_iter().flatten().flatten() {
+                purge(&ent.path());
+            }
+            let _ = std::fs::remove_dir(&trash);
         }
-        std::fs::create_dir_all(&trash)
-            .map_err(|e| EngineError::internal(format!("create {}: {e}", trash.display())))?;
         let mut entries = HashMap::new();
         for r in store.all()? {
             entries.insert(r.id.clone(), Entry::new(r));
@@ -437,11 +438,6 @@ impl Containers {
                 (r.image_id == image_id).then(|| (r.id.clone(), r.state.status.is_live()))
             })
             .collect()
-    }
-
-    /// Where removed containers' directories wait to be deleted (same filesystem: a rename).
-    pub fn trash_dir(&self) -> PathBuf {
-        self.root.join(".trash")
     }
 
     pub fn dir(&self, id: &str) -> PathBuf {
