@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use berth_runtime::shim::Request;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 
 use crate::error::EngineError;
@@ -195,17 +195,37 @@ pub async fn request(dir: &Path, req: &Request) -> Result<UnixStream, ShimError>
     let mut line = serde_json::to_vec(req).map_err(|e| ShimError::Protocol(e.to_string()))?;
     line.push(b'\n');
     s.write_all(&line).await.map_err(gone)?;
-    // Read the answer byte by byte: what follows belongs to the caller.
-    let mut answer = Vec::new();
-    let mut r = BufReader::with_capacity(1, &mut s);
-    r.read_until(b'\n', &mut answer).await.map_err(gone)?;
-    drop(r);
+    let answer = read_answer(&mut s).await.map_err(gone)?;
     let v: serde_json::Value = serde_json::from_slice(&answer)
         .map_err(|e| ShimError::Protocol(format!("{:?}: {e}", String::from_utf8_lossy(&answer))))?;
     if let Some(e) = v.get("error").and_then(|e| e.as_str()) {
         return Err(ShimError::Failed(e.to_string()));
     }
     Ok(s)
+}
+
+/// Reads the answer line and nothing after it (what follows belongs to the caller): the line is
+/// looked at with MSG_PEEK and taken whole; only a line split across writes is read byte by
+/// byte.
+async fn read_answer(s: &mut UnixStream) -> std::io::Result<Vec<u8>> {
+    let mut peek = [0u8; 1024];
+    s.readable().await?;
+    let seen = s.try_io(tokio::io::Interest::READABLE, || {
+        rustix::net::recv(&*s, &mut peek, rustix::net::RecvFlags::PEEK)
+            .map(|(n, _)| n)
+            .map_err(std::io::Error::from)
+    });
+    let mut line = Vec::new();
+    if let Ok(n) = seen {
+        if let Some(i) = peek[..n].iter().position(|b| *b == b'\n') {
+            line.resize(i + 1, 0);
+            s.read_exact(&mut line).await?;
+            return Ok(line);
+        }
+    }
+    let mut r = BufReader::with_capacity(1, s);
+    r.read_until(b'\n', &mut line).await?;
+    Ok(line)
 }
 
 /// Sends a request that needs no stream.

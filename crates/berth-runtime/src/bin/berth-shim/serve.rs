@@ -595,12 +595,26 @@ impl Shim {
         let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
         let _ = conn.set_write_timeout(Some(Duration::from_secs(5)));
         let mut line = Vec::new();
-        let mut byte = [0u8; 1];
-        while line.len() < 4096 {
-            match conn.read(&mut byte) {
-                Ok(1) if byte[0] == b'\n' => break,
-                Ok(1) => line.push(byte[0]),
-                _ => return None,
+        // The request line, and nothing after it (an attach's stdin follows): looked at with
+        // MSG_PEEK and taken whole; a line split across writes is read byte by byte.
+        let mut peek = [0u8; 4096];
+        let whole = rustix::net::recv(&conn, &mut peek, rustix::net::RecvFlags::PEEK)
+            .ok()
+            .and_then(|(n, _)| peek[..n].iter().position(|b| *b == b'\n'));
+        if let Some(i) = whole {
+            line.resize(i + 1, 0);
+            if conn.read_exact(&mut line).is_err() {
+                return None;
+            }
+            line.pop();
+        } else {
+            let mut byte = [0u8; 1];
+            while line.len() < 4096 {
+                match conn.read(&mut byte) {
+                    Ok(1) if byte[0] == b'\n' => break,
+                    Ok(1) => line.push(byte[0]),
+                    _ => return None,
+                }
             }
         }
         let reply = |conn: &mut UnixStream, r: Result<Reply, String>| {
