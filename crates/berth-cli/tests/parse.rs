@@ -103,3 +103,26 @@ fn bad_flags_exit_125_with_clap_s_message() {
     assert_eq!(out.status.code(), Some(125));
     assert!(text(&out.stderr).starts_with("error: unrecognized subcommand 'bogus'"));
 }
+
+#[test]
+fn a_group_without_its_verb_prints_its_help() {
+    for (group, about) in [
+        ("container", "Manage containers"),
+        ("image", "Manage images"),
+        ("network", "Manage networks"),
+        ("volume", "Manage volumes"),
+        ("system", "Manage berth"),
+        ("builder", "Manage builds"),
+    ] {
+        let out = berth(&[group]);
+        assert_eq!(out.status.code(), Some(0), "{group}");
+        let all = text(&out.stdout) + &text(&out.stderr);
+        assert!(
+            all.starts_with(&format!("{about}\n\nUsage: berth {group} <COMMAND>\n")),
+            "{group}: {all}"
+        );
+    }
+    let out = berth(&["container", "bogus"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(text(&out.stderr).starts_with("error: unrecognized subcommand 'bogus'"));
+}
