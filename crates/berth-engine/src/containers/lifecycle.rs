@@ -198,14 +198,16 @@ impl Daemon {
                 )));
             }
         }
+        // The name resolved first (one index lookup): a pre-started container needs no more.
         let d = self.clone();
-        let image = {
+        let image_id = {
             let n = image_name.clone();
-            tokio::task::spawn_blocking(move || d.images.get(&n))
+            tokio::task::spawn_blocking(move || d.images.index().ok()?.resolve(&n).ok())
                 .await
                 .map_err(blocking_err)?
         }
-        .map_err(|_| image_not_found(&image_name))?;
+        .ok_or_else(|| image_not_found(&image_name))?
+        .id;
         berth_runtime::timing::mark("create: image resolved");
         let hc = body.host_config.clone().unwrap_or_default();
         // Refuse what cannot run before anything is written.
@@ -247,12 +249,11 @@ impl Daemon {
             .map_err(EngineError::invalid)?;
         // The same `run --rm` again: take its pre-started container if there is one.
         let seed = if self.containers.prestart.enabled() {
-            super::prestart::key_of(&body, &image.id().to_string()).map(|key| {
-                super::prestart::Seed {
-                    key,
-                    body: Arc::new(body.clone()),
-                    image_id: image.id().to_string(),
-                }
+            let id = image_id.to_string();
+            super::prestart::key_of(&body, &id).map(|key| super::prestart::Seed {
+                key,
+                body: Arc::new(body.clone()),
+                image_id: id,
             })
         } else {
             None
@@ -262,6 +263,11 @@ impl Daemon {
                 return self.claim_warm(warm, name).await.map(|id| (id, Vec::new()));
             }
         }
+        let d = self.clone();
+        let image = tokio::task::spawn_blocking(move || d.images.get_by_id(&image_id))
+            .await
+            .map_err(blocking_err)?
+            .map_err(|_| image_not_found(&image_name))?;
         let generated_name = name.as_deref().is_none_or(str::is_empty);
         let mut rec = self.new_record(name, &body, &image)?;
         let id = rec.id.clone();
