@@ -270,16 +270,6 @@ impl Client {
         Ok(s)
     }
 
-    pub fn host(&self) -> &str {
-        &self.host
-    }
-
-    /// Uses a version already agreed on another connection (no autostart from here).
-    pub fn negotiate_to(&mut self, version: &str) {
-        self.version = version.to_string();
-        self.autostart_tried = true;
-    }
-
     pub fn api_version(&self) -> &str {
         &self.version
     }

@@ -25,6 +25,8 @@ pub struct AttachArgs {
 }
 
 pub async fn run(client: &mut Client, args: AttachArgs) -> Result<i32> {
+    // The wait and attach connections open while the daemon answers the inspect.
+    client.reserve(2);
     let info: Value = client
         .get_json(&format!("/containers/{}/json", enc(&args.container)))
         .await?;
@@ -47,24 +49,22 @@ pub async fn run(client: &mut Client, args: AttachArgs) -> Result<i32> {
     if tty && stdin && !stream::stdin_is_tty() {
         return Err(status(1, "the input device is not a TTY"));
     }
-    let wait_resp = client
-        .send_own(Method::POST, &format!("/containers/{id}/wait"), None)
-        .await?;
+    let attach_path = format!(
+        "/containers/{id}/attach?stream=1&stdout=1&stderr=1{}{}",
+        if stdin { "&stdin=1" } else { "" },
+        crate::cmd::run::detach_query(args.detach_keys.as_deref())
+    );
+    let wait_path = format!("/containers/{id}/wait");
+    let (mut attach_client, mut wait_client) = (client.sibling(), client.sibling());
+    let (wait_resp, hijacked) = tokio::join!(
+        wait_client.send_own(Method::POST, &wait_path, None),
+        attach_client.hijack(Method::POST, &attach_path, None)
+    );
+    let wait_resp = wait_resp?;
     let waiter = tokio::spawn(async move { decode::<ContainerWaitResponse>(wait_resp).await });
-    let hijacked = client
-        .hijack(
-            Method::POST,
-            &format!(
-                "/containers/{id}/attach?stream=1&stdout=1&stderr=1{}{}",
-                if stdin { "&stdin=1" } else { "" },
-                crate::cmd::run::detach_query(args.detach_keys.as_deref())
-            ),
-            None,
-        )
-        .await?;
+    let hijacked = hijacked?;
     let mut tasks = Vec::new();
-    let mut c2 = Client::new(client.host().to_string())?;
-    c2.negotiate_to(client.api_version());
+    let c2 = client.sibling();
     if tty {
         if stdin {
             stream::set_raw_terminal().ok();

@@ -89,6 +89,10 @@ pub async fn run(client: &mut Client, args: ExecArgs) -> Result<i32> {
         return Err(status(1, "the input device is not a TTY"));
     }
     let config = args.to_config()?;
+    if !args.detach {
+        // The connection exec start hijacks opens while the daemon creates the exec.
+        client.reserve(1);
+    }
     let created: Value = client
         .post_json(
             &format!("/containers/{}/exec", enc(container)),
@@ -118,10 +122,8 @@ pub async fn run(client: &mut Client, args: ExecArgs) -> Result<i32> {
         if stdin {
             stream::set_raw_terminal().ok();
         }
-        let mut c2 = Client::new(client.host().to_string())?;
-        c2.negotiate_to(client.api_version());
         resize = Some(tokio::spawn(stream::follow_resizes(
-            c2,
+            client.sibling(),
             format!("/exec/{id}/resize"),
         )));
     }

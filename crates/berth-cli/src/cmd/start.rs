@@ -45,6 +45,8 @@ pub async fn run(client: &mut Client, args: StartArgs) -> Result<i32> {
         ));
     }
     let name = &args.containers[0];
+    // The attach and wait connections open while the daemon answers the inspect.
+    client.reserve(2);
     let info: Value = client
         .get_json(&format!("/containers/{}/json", enc(name)))
         .await?;
@@ -55,24 +57,19 @@ pub async fn run(client: &mut Client, args: StartArgs) -> Result<i32> {
     if tty && stdin && !stream::stdin_is_tty() {
         return Err(status(1, "the input device is not a TTY"));
     }
-    let hijacked = client
-        .hijack(
-            Method::POST,
-            &format!(
-                "/containers/{id}/attach?stream=1&stdout=1&stderr=1{}{}",
-                if stdin { "&stdin=1" } else { "" },
-                crate::cmd::run::detach_query(args.detach_keys.as_deref())
-            ),
-            None,
-        )
-        .await?;
-    let wait_resp = client
-        .send_own(
-            Method::POST,
-            &format!("/containers/{id}/wait?condition=next-exit"),
-            None,
-        )
-        .await?;
+    let attach_path = format!(
+        "/containers/{id}/attach?stream=1&stdout=1&stderr=1{}{}",
+        if stdin { "&stdin=1" } else { "" },
+        crate::cmd::run::detach_query(args.detach_keys.as_deref())
+    );
+    let wait_path = format!("/containers/{id}/wait?condition=next-exit");
+    let (mut attach_client, mut wait_client) = (client.sibling(), client.sibling());
+    // Both in place before start, asked for at once (as `run` does).
+    let (hijacked, wait_resp) = tokio::join!(
+        attach_client.hijack(Method::POST, &attach_path, None),
+        wait_client.send_own(Method::POST, &wait_path, None)
+    );
+    let (hijacked, wait_resp) = (hijacked?, wait_resp?);
     let waiter = tokio::spawn(async move { decode::<ContainerWaitResponse>(wait_resp).await });
     if let Err(e) = client
         .call(Method::POST, &format!("/containers/{id}/start"))
@@ -82,8 +79,7 @@ pub async fn run(client: &mut Client, args: StartArgs) -> Result<i32> {
         return Err(run_error("start", e));
     }
     let mut tasks = Vec::new();
-    let mut c2 = Client::new(client.host().to_string())?;
-    c2.negotiate_to(client.api_version());
+    let c2 = client.sibling();
     if tty {
         if stdin {
             stream::set_raw_terminal().ok();
