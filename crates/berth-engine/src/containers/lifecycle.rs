@@ -710,7 +710,7 @@ impl Daemon {
         let id2 = id.clone();
         let auto_remove = e.rec().host_config.auto_remove == Some(true);
         let e2 = e.clone();
-        let _ = tokio::task::spawn_blocking(move || {
+        let teardown = tokio::task::spawn_blocking(move || {
             berth_runtime::timing::mark("exit: teardown begins");
             d.net_down(&e2);
             berth_runtime::timing::mark("exit: network down");
@@ -720,8 +720,12 @@ impl Daemon {
                 }
             }
             let _ = std::fs::remove_dir_all(d.containers.shim_dir(&id2));
-        })
-        .await;
+        });
+        // A container about to be removed is never started again: its client need not wait
+        // for the teardown (the removal finishes it in the background).
+        if !auto_remove {
+            let _ = teardown.await;
+        }
         let (code, oom) = {
             let mut r = e.rec();
             match &exit {
@@ -744,7 +748,12 @@ impl Daemon {
             }
             (r.state.exit_code, r.state.oom_killed)
         };
-        let _ = self.containers.save(e);
+        // (An auto-remove container's record is deleted next: no need to write it.)
+        if !auto_remove {
+            let _ = self.containers.save(e);
+        } else {
+            e.notify();
+        }
         berth_runtime::timing::mark("exit: recorded");
         let mut attrs = e.rec().event_attrs();
         if oom {
