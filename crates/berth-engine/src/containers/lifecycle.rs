@@ -469,21 +469,24 @@ impl Daemon {
                 waits.push(rx);
             }
         }
-        for w in waits {
-            let _ = tokio::time::timeout(Duration::from_secs(5), w).await;
-        }
-        // The monitor connects before the init runs, so no exit goes unseen.
-        let watcher = shim::request(
+        // The monitor connects before the init runs, so no exit goes unseen (side by side
+        // with the attaches).
+        let watch = shim::request(
             &shim_dir,
             &Request::Attach {
                 stdin: false,
                 stdout: false,
                 stderr: false,
             },
-        )
-        .await;
+        );
+        let attached = async {
+            for w in waits {
+                let _ = tokio::time::timeout(Duration::from_secs(5), w).await;
+            }
+        };
+        let (watcher, ()) = tokio::join!(watch, attached);
+        berth_runtime::timing::mark("start: watcher and attaches connected");
         if let Err(err) = shim::call(&shim_dir, &Request::Start).await {
-            berth_runtime::timing::mark("start: watcher connected (before start request)");
             let err: EngineError = err.into();
             // The shim records the failed start as an exit; wait for it to go.
             if let Ok(mut w) = watcher {
