@@ -46,14 +46,13 @@ pub fn find_daemon() -> PathBuf {
     PathBuf::from("berthd")
 }
 
-/// Where the started daemon's output goes: the exec root berthd uses for its data root
-/// (`/run/berth` for the default one), else next to the socket.
+/// Where the started daemon's output goes: its data root (`/var/lib/berth` by default), else
+/// next to the socket. Not the exec root: berthd mounts a tmpfs there, which would hide a log
+/// opened before it.
 pub fn log_path(socket: &Path) -> PathBuf {
     let dir = match std::env::var_os("BERTH_DATA_ROOT") {
-        Some(root) if Path::new(&root) != Path::new("/var/lib/berth") => {
-            Path::new(&root).join("run")
-        }
-        _ => PathBuf::from("/run/berth"),
+        Some(root) if !root.is_empty() => PathBuf::from(root),
+        _ => PathBuf::from("/var/lib/berth"),
     };
     if std::fs::create_dir_all(&dir).is_ok() {
         return dir.join("berthd.log");
