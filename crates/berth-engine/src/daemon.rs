@@ -43,7 +43,6 @@ impl Daemon {
                 config.exec_root.display()
             ))
         })?;
-        run_state_in_memory(&config.exec_root);
         let images = berth_image::image::ImageStore::open(&config.data_root)
             .map(Arc::new)
             .map_err(|e| {
@@ -104,8 +103,9 @@ impl Daemon {
 /// there, so that no step of a start waits for a disk journal (measured here: a state file's
 /// rename 1.3 ms and a fifo's unlink 0.65 ms under load, on the start's critical path). The
 /// mount stays when berthd stops: running containers keep their state, and a restarted berthd
-/// finds it. Failing to mount (no privilege) only costs speed.
-fn run_state_in_memory(exec_root: &std::path::Path) {
+/// finds it. Failing to mount (no privilege) only costs speed. Called by berthd before
+/// [`Daemon::open`] (not by it: tests open daemons on temporary roots).
+pub fn run_state_in_memory(exec_root: &std::path::Path) {
     match rustix::fs::statfs(exec_root) {
         Ok(s) if s.f_type == libc::TMPFS_MAGIC => {}
         // State of containers started before (by a berthd that kept it on disk) would be

@@ -107,6 +107,9 @@ async fn run() -> Result<()> {
         std::fs::remove_file(&socket)
             .with_context(|| format!("remove stale {}", socket.display()))?;
     }
+    std::fs::create_dir_all(&config.exec_root)
+        .with_context(|| format!("create {}", config.exec_root.display()))?;
+    berth_engine::daemon::run_state_in_memory(&config.exec_root);
     let daemon = Daemon::open(config)?;
     daemon.restore().await;
     let listener = tokio::net::UnixListener::bind(&socket)
