@@ -38,7 +38,8 @@ has_peer() { [[ " $peers " == *" $1 "* ]]; }
 [[ $(id -u) -eq 0 ]] || die "must run as root"
 for t in hyperfine jq; do command -v "$t" >/dev/null || die "$t not found: run bash scripts/setup.sh"; done
 [[ -d $rootfs/bin ]] || die "no busybox rootfs at $rootfs: run bash scripts/setup.sh"
-berth=$repo/target/release/berth
+berth=$repo/target/x86_64-unknown-linux-gnu/release/berth # static PIE (scripts/setup.sh)
+[[ -x $berth ]] || berth=$repo/target/release/berth
 berthd=$repo/target/release/berthd
 shim=$repo/target/shim/x86_64-unknown-linux-gnu/release/berth-shim
 [[ -x $shim ]] || shim=$repo/target/release/berth-shim

