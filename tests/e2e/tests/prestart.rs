@@ -38,10 +38,12 @@ const RUN: &[&str] = &[
     "busybox",
     "sh",
     "-c",
-    "echo $HOSTNAME $X; exit 3",
+    // The nice value (stat's 19th field): a container made ahead at nice 19 runs at berthd's 0.
+    "echo $HOSTNAME $(cut -d' ' -f19 /proc/self/stat) $X; exit 3",
 ];
 
-/// One `docker run --rm` of RUN (with extra flags before the image): its hostname and $X.
+/// One `docker run --rm` of RUN (with extra flags before the image), checked to run at nice 0:
+/// its hostname and $X.
 fn run_once(d: &Berthd, extra: &[&str]) -> Result<(String, String)> {
     let mut args: Vec<&str> = RUN[..4].to_vec();
     args.extend_from_slice(extra);
@@ -61,6 +63,8 @@ fn run_once(d: &Berthd, extra: &[&str]) -> Result<(String, String)> {
         host.len() == 12 && host.bytes().all(|b| b.is_ascii_hexdigit()),
         "hostname {host:?} is not a short container id"
     );
+    let nice = w.next().unwrap_or_default();
+    ensure!(nice == "0", "the container runs at nice {nice:?}, not 0");
     Ok((host, w.next().unwrap_or_default().to_string()))
 }
 
