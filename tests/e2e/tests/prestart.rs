@@ -198,3 +198,49 @@ fn prestart_false_makes_nothing_ahead() -> Result<()> {
     );
     Ok(())
 }
+
+/// Processes whose command line names `needle` (a container id: its shim and waiting init).
+fn processes_naming(needle: &str) -> usize {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .filter(|c| String::from_utf8_lossy(c).contains(needle))
+        .count()
+}
+
+#[test]
+fn a_claimed_container_removed_before_its_start_leaves_nothing() -> Result<()> {
+    if !common::is_root() {
+        eprintln!("skipped: needs root");
+        return Ok(());
+    }
+    let d = Berthd::with_busybox()?;
+    let create = ["create", "--rm", "busybox", "true"];
+    for _ in 0..2 {
+        let id = d.docker_ok(&create)?;
+        d.docker_ok(&["rm", &id])?;
+    }
+    ensure!(
+        wait_until(Duration::from_secs(10), || prestarted(&d.data_root()) > 0),
+        "nothing made ahead after two identical creates"
+    );
+    // Claimed (its shim and init are up, waiting), then removed without a start.
+    let id = d.docker_ok(&create)?;
+    ensure!(
+        d.docker_ok(&["ps", "-aq", "--no-trunc"])? == id,
+        "the claimed container is not listed"
+    );
+    ensure!(processes_naming(&id) > 0, "{id} was not made ahead");
+    d.docker_ok(&["rm", &id])?;
+    ensure!(
+        wait_until(Duration::from_secs(10), || processes_naming(&id) == 0
+            && common::host_mounts_mentioning(&id).is_empty()
+            && !d.data_root().join("containers").join(&id).exists()),
+        "after rm of {id}: {} processes, mounts {:?}",
+        processes_naming(&id),
+        common::host_mounts_mentioning(&id)
+    );
+    Ok(())
+}

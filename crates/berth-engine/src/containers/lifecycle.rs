@@ -1137,6 +1137,14 @@ impl Daemon {
         berth_runtime::timing::mark("remove: begin");
         let id = rec.id.clone();
         let d = self.clone();
+        // A pre-started container claimed by a create but never started: its init and shim go
+        // (the shim then deletes the runtime state), with the endpoint it held.
+        let warm = e.warm_pid.swap(0, std::sync::atomic::Ordering::SeqCst);
+        if let Some(p) = rustix::process::Pid::from_raw(warm).filter(|_| warm > 1) {
+            let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
+            let (d, e) = (self.clone(), e.clone());
+            let _ = tokio::task::spawn_blocking(move || d.net_down(&e)).await;
+        }
         // The record goes first: the client learns of the removal at once. The shim's
         // directory, the rootfs mount and the files go in the background (a crash meanwhile
         // leaves a directory that is in no record: the next start deletes it).
@@ -1412,6 +1420,21 @@ impl Daemon {
                     e.rec().state.status = Status::Dead;
                     let vols = rec.host_config.auto_remove == Some(true);
                     tokio::spawn(async move { d.container_remove_opts(&id, true, vols).await });
+                }
+                Status::Created => {
+                    // A pre-started container claimed before the restart but not started:
+                    // its waiting init, shim and endpoint go; a start makes them anew.
+                    if let Ok(c) =
+                        berth_runtime::Container::load(&self.containers.state_root, &rec.id)
+                    {
+                        let d = self.clone();
+                        let _ = tokio::task::spawn_blocking(move || {
+                            let _ = c.delete(true);
+                            d.net_down(&e);
+                            let _ = std::fs::remove_dir_all(d.containers.shim_dir(&rec.id));
+                        })
+                        .await;
+                    }
                 }
                 _ => {}
             }
