@@ -190,6 +190,15 @@ impl ProcessPlan {
     }
 
     fn finish(&self, program: &CString) -> Result<std::convert::Infallible> {
+        let home = self.prepare()?;
+        self.exec_prepared(program, home.as_ref())
+    }
+
+    /// Everything before the exec but no_new_privs and a seccomp filter that comes with it:
+    /// fds, umask, cwd, seccomp without no_new_privs, capabilities, user. What follows needs
+    /// only the exec fifo's open and write, then [`Process::exec_prepared`] (runc's order).
+    /// Returns the `HOME=` to add.
+    pub fn prepare(&self) -> Result<Option<CString>> {
         // HOME as runc sets it, read (and closed again) while still root, before the fd sweep.
         let home = self.home_env();
         // Then, before a seccomp profile can forbid it: nothing of the runtime's may leak into
@@ -243,6 +252,16 @@ impl ProcessPlan {
                 self.cwd.display()
             )));
         }
+        Ok(home)
+    }
+
+    /// no_new_privs (and the seccomp filter that waits for it), then the exec: what follows
+    /// [`Process::prepare`]. Returns only on failure.
+    pub fn exec_prepared(
+        &self,
+        program: &CString,
+        home: Option<&CString>,
+    ) -> Result<std::convert::Infallible> {
         if self.no_new_privs {
             rustix::thread::set_no_new_privs(true)
                 .map_err(|e| RuntimeError::sys("set no_new_privs", e))?;
@@ -257,7 +276,7 @@ impl ProcessPlan {
         let envp: Vec<*const libc::c_char> = self
             .env
             .iter()
-            .chain(home.as_ref())
+            .chain(home)
             .map(|a| a.as_ptr())
             .chain(std::iter::once(std::ptr::null()))
             .collect();
