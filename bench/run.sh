@@ -16,7 +16,7 @@
 # of MemAvailable divided by IDLE (plus berth-shim's and containerd-shim's PSS each).
 #
 # Usage: bash bench/run.sh           (as root, after bash scripts/setup.sh)
-# Env:   RUNS=30 WARMUP=3 ROUNDS=3 IDLE=1000 IDLE_DOCKER=$IDLE PEERS="docker podman crun"
+# Env:   RUNS=30 WARMUP=3 ROUNDS=3 PACE=0.02 IDLE=1000 IDLE_DOCKER=$IDLE PEERS="docker podman crun"
 #        SKIP_IDLE=1 to skip part 2, SKIP_START=1 to skip part 1.
 # Results (hyperfine JSON, the table) go to bench/results/.
 set -euo pipefail
@@ -139,34 +139,46 @@ for i in "${!cmds[@]}"; do
     fi
 done
 
-round_files=()
 n=${#ok_names[@]}
-for ((round = 1; round <= rounds; round++)); do
-    named=()
-    for ((k = 0; k < n; k++)); do
-        if ((round % 2)); then j=$k; else j=$((n - 1 - k)); fi
-        named+=(-n "${ok_names[$j]}" "${ok_cmds[$j]}")
+: >"$results/run-$stamp.txt"
+# Two ways to run them, all commands alike: back to back (hyperfine's default: each run starts as
+# the last ends, so what an engine does after a run competes with the next one), and paced (an
+# untimed `sleep $PACE` before each run, as when a user or a script starts one container at a
+# time: what a run left to do is done, the machine is idle when the next one starts).
+pace=${PACE:-0.02}
+for mode in back-to-back paced; do
+    prep=()
+    [[ $mode == paced ]] && prep=(--prepare "sleep $pace")
+    round_files=()
+    for ((round = 1; round <= rounds; round++)); do
+        named=()
+        for ((k = 0; k < n; k++)); do
+            if ((round % 2)); then j=$k; else j=$((n - 1 - k)); fi
+            named+=(-n "${ok_names[$j]}" "${ok_cmds[$j]}")
+        done
+        f=$results/run-$stamp-$mode-round$round.json
+        round_files+=("$f")
+        hyperfine -N --warmup "$warmup" --runs "$runs" "${prep[@]}" --style basic --export-json "$f" "${named[@]}" >>"$log" 2>&1 \
+            || { tail -20 "$log" >&2; die "hyperfine failed"; }
     done
-    f=$results/run-$stamp-round$round.json
-    round_files+=("$f")
-    hyperfine -N --warmup "$warmup" --runs "$runs" --style basic --export-json "$f" "${named[@]}" >>"$log" 2>&1 \
-        || { tail -20 "$log" >&2; die "hyperfine failed"; }
+    json=$results/run-$stamp-$mode.json
+    jq -s '{quietest: ([.[].results[]] | group_by(.command)
+            | map({command: .[0].command, median: (map(.median) | min)}))}' "${round_files[@]}" >"$json"
+    rm -f "${round_files[@]}"
+    median() { jq -r --arg n "$1" '.quietest[] | select(.command == $n) | .median * 1000' "$json"; }
+    ratio() { [[ -n $1 && -n $2 ]] && awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2fx", a / b }' || printf -- '-'; }
+    b=$(median "berth run --rm")
+    {
+        if [[ $mode == paced ]]; then how="paced (untimed sleep $pace before each run)"; else how="back to back"; fi
+        printf '
+run --rm busybox true, --network none, %s: quietest of %s hyperfine medians, %s runs each\n' "$how" "$rounds" "$runs"
+        printf '%-18s %10s %12s\n' command "median ms" "berth/this"
+        for nm in "${ok_names[@]}"; do
+            m=$(median "$nm")
+            printf '%-18s %10.1f %12s\n' "$nm" "$m" "$(ratio "$b" "$m")"
+        done
+    } | tee -a "$results/run-$stamp.txt"
 done
-json=$results/run-$stamp.json
-jq -s '{quietest: ([.[].results[]] | group_by(.command)
-        | map({command: .[0].command, median: (map(.median) | min)}))}' "${round_files[@]}" >"$json"
-rm -f "${round_files[@]}"
-median() { jq -r --arg n "$1" '.quietest[] | select(.command == $n) | .median * 1000' "$json"; }
-ratio() { [[ -n $1 && -n $2 ]] && awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2fx", a / b }' || printf -- '-'; }
-b=$(median "berth run --rm")
-{
-    printf '\nrun --rm busybox true, --network none: quietest of %s hyperfine medians, %s runs each\n' "$rounds" "$runs"
-    printf '%-18s %10s %12s\n' command "median ms" "berth/this"
-    for nm in "${ok_names[@]}"; do
-        m=$(median "$nm")
-        printf '%-18s %10.1f %12s\n' "$nm" "$m" "$(ratio "$b" "$m")"
-    done
-} | tee "$results/run-$stamp.txt"
 fi
 
 [[ ${SKIP_IDLE:-0} == 1 ]] && exit 0
