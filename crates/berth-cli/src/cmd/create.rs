@@ -66,6 +66,9 @@ pub struct ContainerOpts {
     /// Tune container pids limit (set -1 for unlimited)
     #[arg(long = "pids-limit", allow_negative_numbers = true)]
     pub pids_limit: Option<i64>,
+    /// Optional parent cgroup for the container
+    #[arg(long = "cgroup-parent")]
+    pub cgroup_parent: Option<String>,
     /// Mount the container's root filesystem as read only
     #[arg(long = "read-only")]
     pub read_only: bool,
@@ -1116,6 +1119,7 @@ impl ContainerOpts {
             cpu_shares: self.cpu_shares,
             cpuset_cpus: self.cpuset_cpus.clone(),
             pids_limit: self.pids_limit,
+            cgroup_parent: self.cgroup_parent.clone(),
             tmpfs: (!tmpfs.is_empty()).then_some(tmpfs),
             mounts: (!self.mount.is_empty())
                 .then(|| self.mount.iter().map(|m| parse_mount(m)).collect())
@@ -1724,6 +1728,8 @@ mod tests {
             "0",
             "--pids-limit",
             "10",
+            "--cgroup-parent",
+            "/bench/x",
             "--read-only",
             "--cap-add",
             "NET_ADMIN",
@@ -1771,6 +1777,7 @@ mod tests {
         assert_eq!(b["Env"], serde_json::json!(["A=1"]));
         assert_eq!(b["WorkingDir"], "/w");
         assert_eq!(b["User"], "1:2");
+        assert_eq!(b["HostConfig"]["CgroupParent"], "/bench/x");
         assert_eq!(b["Hostname"], "hn");
         assert_eq!(b["Labels"]["a"], "b");
         assert_eq!(b["Labels"]["c"], "");
