@@ -139,15 +139,6 @@ impl Drop for BerthDaemon {
         let _ = self.child.kill();
         let _ = self.child.wait();
         crate::common::berthd_net_cleanup(&self.data_root());
-        // berthd keeps its run state on a tmpfs it mounts on its exec root (<data root>/run).
-        if let Ok(p) =
-            std::ffi::CString::new(self.data_root().join("run").as_os_str().as_encoded_bytes())
-        {
-            // SAFETY: umount2 with a NUL-terminated path we own.
-            unsafe {
-                libc::umount2(p.as_ptr(), libc::MNT_DETACH);
-            }
-        }
     }
 }
 

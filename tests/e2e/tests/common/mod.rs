@@ -598,8 +598,9 @@ pub fn berthd_bridge(data_root: &std::path::Path) -> String {
     format!("bt{h:08x}")
 }
 
-/// Removes the default bridge and the nft table of a test's berthd (after it was killed),
-/// so that a test run leaves the host's interfaces and rules as it found them.
+/// Removes the default bridge, the nft table and the run-state tmpfs of a test's berthd (after it
+/// was killed), so that a test run leaves the host's interfaces, rules and mounts as it found
+/// them.
 pub fn berthd_net_cleanup(data_root: &std::path::Path) {
     let bridge = berthd_bridge(data_root);
     let quiet = |c: &mut std::process::Command| {
@@ -615,4 +616,11 @@ pub fn berthd_net_cleanup(data_root: &std::path::Path) {
         "inet",
         &format!("berth_{bridge}"),
     ]));
+    // berthd keeps its run state on a tmpfs it mounts on its exec root (<data root>/run).
+    if let Ok(p) = std::ffi::CString::new(data_root.join("run").as_os_str().as_encoded_bytes()) {
+        // SAFETY: umount2 with a NUL-terminated path we own.
+        unsafe {
+            libc::umount2(p.as_ptr(), libc::MNT_DETACH);
+        }
+    }
 }
