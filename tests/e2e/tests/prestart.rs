@@ -16,18 +16,30 @@ use anyhow::{ensure, Result};
 use berthd::Berthd;
 use common::{berthd_mounts, wait_until};
 
-/// Processes of pre-started containers of this daemon: shims started with --no-start whose
-/// command line names the data root (their init children carry the same command line).
-fn prestarted(data_root: &Path) -> usize {
-    let root = data_root.display().to_string();
+/// The command lines of the host's processes.
+fn cmdlines() -> Vec<String> {
     std::fs::read_dir("/proc")
         .into_iter()
         .flatten()
         .flatten()
         .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
         .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .collect()
+}
+
+/// Processes of pre-started containers of this daemon: shims started with --no-start whose
+/// command line names the data root (their init children carry the same command line).
+fn prestarted(data_root: &Path) -> usize {
+    let root = data_root.display().to_string();
+    cmdlines()
+        .iter()
         .filter(|c| c.contains("berth-shim") && c.contains("--no-start") && c.contains(&root))
         .count()
+}
+
+/// Processes whose command line names `needle` (a container id: its shim and waiting init).
+fn processes_naming(needle: &str) -> usize {
+    cmdlines().iter().filter(|c| c.contains(needle)).count()
 }
 
 const RUN: &[&str] = &[
@@ -70,10 +82,7 @@ fn run_once(d: &Berthd, extra: &[&str]) -> Result<(String, String)> {
 
 #[test]
 fn repeated_rm_runs_take_prestarted_containers_that_behave_as_cold_ones() -> Result<()> {
-    if !common::is_root() {
-        eprintln!("skipped: needs root");
-        return Ok(());
-    }
+    require_root!();
     let d = Berthd::with_busybox()?;
     let mut hosts = HashSet::new();
     for _ in 0..3 {
@@ -141,10 +150,7 @@ fn repeated_rm_runs_take_prestarted_containers_that_behave_as_cold_ones() -> Res
 
 #[test]
 fn no_prestarted_container_outlives_its_daemon() -> Result<()> {
-    if !common::is_root() {
-        eprintln!("skipped: needs root");
-        return Ok(());
-    }
+    require_root!();
     let mut d = Berthd::with_busybox()?;
     for _ in 0..3 {
         run_once(&d, &[])?;
@@ -182,10 +188,7 @@ fn no_prestarted_container_outlives_its_daemon() -> Result<()> {
 
 #[test]
 fn prestart_false_makes_nothing_ahead() -> Result<()> {
-    if !common::is_root() {
-        eprintln!("skipped: needs root");
-        return Ok(());
-    }
+    require_root!();
     let d = Berthd::start_with(&["--prestart=false"])?;
     d.load_busybox()?;
     for _ in 0..4 {
@@ -199,23 +202,9 @@ fn prestart_false_makes_nothing_ahead() -> Result<()> {
     Ok(())
 }
 
-/// Processes whose command line names `needle` (a container id: its shim and waiting init).
-fn processes_naming(needle: &str) -> usize {
-    std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
-        .filter(|c| String::from_utf8_lossy(c).contains(needle))
-        .count()
-}
-
 #[test]
 fn a_claimed_container_removed_before_its_start_leaves_nothing() -> Result<()> {
-    if !common::is_root() {
-        eprintln!("skipped: needs root");
-        return Ok(());
-    }
+    require_root!();
     let d = Berthd::with_busybox()?;
     let create = ["create", "--rm", "busybox", "true"];
     for _ in 0..2 {
