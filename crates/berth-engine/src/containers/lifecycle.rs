@@ -1427,13 +1427,14 @@ impl Daemon {
                     if let Ok(c) =
                         berth_runtime::Container::load(&self.containers.state_root, &rec.id)
                     {
+                        // (In the background: a killed init leaves its cgroup only once its
+                        // shim reaped it.)
                         let d = self.clone();
-                        let _ = tokio::task::spawn_blocking(move || {
+                        tokio::task::spawn_blocking(move || {
                             let _ = c.delete(true);
                             d.net_down(&e);
                             let _ = std::fs::remove_dir_all(d.containers.shim_dir(&rec.id));
-                        })
-                        .await;
+                        });
                     }
                 }
                 _ => {}

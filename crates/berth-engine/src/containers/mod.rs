@@ -251,18 +251,31 @@ impl Containers {
             entries.insert(r.id.clone(), Entry::new(r));
         }
         // Containers that never reached the store: pre-started ones of a daemon that died, or
-        // a create cut short by a crash. Their init, cgroups, mounts and files go.
-        for ent in std::fs::read_dir(&root).into_iter().flatten().flatten() {
-            let name = ent.file_name().to_string_lossy().into_owned();
-            let is_id = name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit());
-            if !is_id || entries.contains_key(&name) {
-                continue;
-            }
-            if let Ok(c) = berth_runtime::Container::load(&state_root, &name) {
-                let _ = c.delete(true);
-            }
-            let _ = std::fs::remove_dir_all(shims_root.join(&name[..12.min(name.len())]));
-            purge(&ent.path());
+        // a create cut short by a crash. Their init, cgroups, mounts and files go, in the
+        // background (a killed init leaves its cgroup only once its shim reaped it).
+        let orphans: Vec<String> = std::fs::read_dir(&root)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|ent| ent.file_name().to_string_lossy().into_owned())
+            .filter(|name| {
+                name.len() == 64
+                    && name.bytes().all(|b| b.is_ascii_hexdigit())
+                    && !entries.contains_key(name)
+            })
+            .collect();
+        if !orphans.is_empty() {
+            let (root, state_root, shims_root) =
+                (root.clone(), state_root.clone(), shims_root.clone());
+            std::thread::spawn(move || {
+                for name in orphans {
+                    if let Ok(c) = berth_runtime::Container::load(&state_root, &name) {
+                        let _ = c.delete(true);
+                    }
+                    let _ = std::fs::remove_dir_all(shims_root.join(&name[..12]));
+                    purge(&root.join(&name));
+                }
+            });
         }
         Ok(Self {
             store,
