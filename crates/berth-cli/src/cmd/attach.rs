@@ -3,7 +3,6 @@
 use anyhow::Result;
 use berth_types::api::ContainerWaitResponse;
 use clap::Args;
-use hyper::Method;
 use serde_json::Value;
 
 use crate::client::{decode, enc, Client};
@@ -49,17 +48,15 @@ pub async fn run(client: &mut Client, args: AttachArgs) -> Result<i32> {
     if tty && stdin && !stream::stdin_is_tty() {
         return Err(status(1, "the input device is not a TTY"));
     }
-    let attach_path = format!(
-        "/containers/{id}/attach?stream=1&stdout=1&stderr=1{}{}",
-        if stdin { "&stdin=1" } else { "" },
-        crate::cmd::run::detach_query(args.detach_keys.as_deref())
-    );
-    let wait_path = format!("/containers/{id}/wait");
-    let (mut attach_client, mut wait_client) = (client.sibling(), client.sibling());
-    let (wait_resp, hijacked) = tokio::join!(
-        wait_client.send_own(Method::POST, &wait_path, None),
-        attach_client.hijack(Method::POST, &attach_path, None)
-    );
+    let (hijacked, wait_resp, ()) = crate::cmd::run::attach_and_wait(
+        client,
+        &id,
+        stdin,
+        args.detach_keys.as_deref(),
+        "not-running",
+        async {},
+    )
+    .await;
     let wait_resp = wait_resp?;
     let waiter = tokio::spawn(async move { decode::<ContainerWaitResponse>(wait_resp).await });
     let hijacked = hijacked?;

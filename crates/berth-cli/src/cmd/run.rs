@@ -70,23 +70,14 @@ pub async fn run(client: &mut Client, args: RunArgs) -> Result<i32> {
         return Ok(0);
     }
 
-    let attach_path = format!(
-        "/containers/{id}/attach?stream=1&stdout=1&stderr=1{}{}",
-        if stdin { "&stdin=1" } else { "" },
-        detach_query(args.detach_keys.as_deref())
-    );
-    let wait_path = format!(
-        "/containers/{id}/wait?condition={}",
-        wait_condition(opts.rm)
-    );
-    let mut attach_client = client.sibling();
-    let mut wait_client = client.sibling();
-    // Attach and wait are both in place before start (so no output and no exit is missed), asked
-    // for at once; our signal handlers are set up (as docker does, before start) meanwhile.
+    // Our signal handlers are set up (as docker does, before start) meanwhile.
     let proxy = !tty && args.sig_proxy;
-    let (hijacked, wait_resp, mut signals) = tokio::join!(
-        attach_client.hijack(Method::POST, &attach_path, None),
-        wait_client.send_own(Method::POST, &wait_path, None),
+    let (hijacked, wait_resp, mut signals) = attach_and_wait(
+        client,
+        &id,
+        stdin,
+        args.detach_keys.as_deref(),
+        wait_condition(opts.rm),
         async {
             // After both requests are on their way.
             tokio::task::yield_now().await;
@@ -95,8 +86,9 @@ pub async fn run(client: &mut Client, args: RunArgs) -> Result<i32> {
             } else {
                 Vec::new()
             }
-        }
-    );
+        },
+    )
+    .await;
     let hijacked = hijacked.map_err(|e| run_error("run", e))?;
     let wait_resp = wait_resp.map_err(|e| run_error("run", e))?;
     let waiter = tokio::spawn(async move { decode::<ContainerWaitResponse>(wait_resp).await });
@@ -165,6 +157,35 @@ pub async fn run(client: &mut Client, args: RunArgs) -> Result<i32> {
 }
 
 /// The `detachKeys` query parameter for an attach, when the user chose keys.
+/// The attach stream (stdout, stderr, and stdin when asked) and the wait request (`condition`) of
+/// container `id`, asked for at once on connections of their own, both in place before a start so
+/// that no output and no exit is missed; `beside` runs alongside.
+pub async fn attach_and_wait<T>(
+    client: &mut Client,
+    id: &str,
+    stdin: bool,
+    detach_keys: Option<&str>,
+    condition: &str,
+    beside: impl std::future::Future<Output = T>,
+) -> (
+    Result<crate::client::Hijacked>,
+    Result<hyper::Response<hyper::body::Incoming>>,
+    T,
+) {
+    let attach_path = format!(
+        "/containers/{id}/attach?stream=1&stdout=1&stderr=1{}{}",
+        if stdin { "&stdin=1" } else { "" },
+        detach_query(detach_keys)
+    );
+    let wait_path = format!("/containers/{id}/wait?condition={condition}");
+    let (mut attach_client, mut wait_client) = (client.sibling(), client.sibling());
+    tokio::join!(
+        attach_client.hijack(Method::POST, &attach_path, None),
+        wait_client.send_own(Method::POST, &wait_path, None),
+        beside
+    )
+}
+
 pub fn detach_query(spec: Option<&str>) -> String {
     match spec {
         Some(k) if !k.is_empty() => format!("&detachKeys={}", crate::client::enc(k)),

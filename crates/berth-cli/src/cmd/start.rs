@@ -57,18 +57,16 @@ pub async fn run(client: &mut Client, args: StartArgs) -> Result<i32> {
     if tty && stdin && !stream::stdin_is_tty() {
         return Err(status(1, "the input device is not a TTY"));
     }
-    let attach_path = format!(
-        "/containers/{id}/attach?stream=1&stdout=1&stderr=1{}{}",
-        if stdin { "&stdin=1" } else { "" },
-        crate::cmd::run::detach_query(args.detach_keys.as_deref())
-    );
-    let wait_path = format!("/containers/{id}/wait?condition=next-exit");
-    let (mut attach_client, mut wait_client) = (client.sibling(), client.sibling());
     // Both in place before start, asked for at once (as `run` does).
-    let (hijacked, wait_resp) = tokio::join!(
-        attach_client.hijack(Method::POST, &attach_path, None),
-        wait_client.send_own(Method::POST, &wait_path, None)
-    );
+    let (hijacked, wait_resp, ()) = crate::cmd::run::attach_and_wait(
+        client,
+        &id,
+        stdin,
+        args.detach_keys.as_deref(),
+        "next-exit",
+        async {},
+    )
+    .await;
     let (hijacked, wait_resp) = (hijacked?, wait_resp?);
     let waiter = tokio::spawn(async move { decode::<ContainerWaitResponse>(wait_resp).await });
     if let Err(e) = client
