@@ -218,3 +218,17 @@ iperf_gbits() {
     done
     tail -3 <<<"$out" >>"$log"
 }
+
+# stop_pids PID... — SIGTERM, up to 5 s for them to go, then SIGKILL for what is left.
+stop_pids() {
+    local p alive
+    for p in "$@"; do kill "$p" 2>/dev/null; done
+    for _ in $(seq 1 50); do
+        alive=0
+        for p in "$@"; do kill -0 "$p" 2>/dev/null && alive=1; done
+        ((alive)) || break
+        sleep 0.1
+    done
+    for p in "$@"; do kill -9 "$p" 2>/dev/null; done
+    return 0
+}

@@ -69,14 +69,7 @@ cleanup() {
         fi
     done
     [[ -n $pod ]] && timeout 600 $pod rm -af -t 0 >/dev/null 2>&1
-    for p in "${daemon_pids[@]}"; do kill "$p" 2>/dev/null; done
-    for _ in $(seq 1 50); do
-        local alive=0
-        for p in "${daemon_pids[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
-        ((alive)) || break
-        sleep 0.1
-    done
-    for p in "${daemon_pids[@]}"; do kill -9 "$p" 2>/dev/null; done
+    stop_pids "${daemon_pids[@]}"
     for s in "${made_links[@]}"; do ip link show "$s" >/dev/null 2>&1 && ip link del "$s"; done
     [[ ${netavark_before:-1} == 0 ]] && netavark_remove
     nft list table inet berth_mwb0 >/dev/null 2>&1 && nft delete table inet berth_mwb0

@@ -133,14 +133,7 @@ cleanup() {
         [[ -f $p ]] && kill -9 "$(cat "$p")" 2>/dev/null
     done
     pkill -9 -f -- "-serial file:$work/" 2>/dev/null # VMs this run started, by their log path
-    for p in "${daemon_pids[@]}"; do kill "$p" 2>/dev/null; done
-    for _ in $(seq 1 50); do
-        local alive=0
-        for p in "${daemon_pids[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
-        ((alive)) || break
-        sleep 0.1
-    done
-    for p in "${daemon_pids[@]}"; do kill -9 "$p" 2>/dev/null; done
+    stop_pids "${daemon_pids[@]}"
     pkill -9 -f "berth-shim .*--state-root $work/" 2>/dev/null
     pkill -9 -f "containerd-shim-runc-v2 .*$work/" 2>/dev/null
     pkill -9 -f "conmon .*$work/" 2>/dev/null
