@@ -3,7 +3,7 @@
 //! Requests go over the shim's socket, one JSON line each, answered by one JSON line.
 
 use std::io::Read;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -111,41 +111,29 @@ pub fn spawn(a: &ShimArgs) -> Result<i32, ShimError> {
     run_ready(cmd, a.binary)
 }
 
-/// Runs a shim command with a ready pipe on fd 3 and reads its one answer line.
+/// Runs a shim command with its stdout as the ready pipe (`--ready-fd 1`) and reads its one
+/// answer line. Nothing runs between fork and exec, so std spawns with posix_spawn (a vfork):
+/// forking berthd itself would copy its page tables on every container start.
 pub fn run_ready(mut cmd: Command, binary: &Path) -> Result<i32, ShimError> {
-    let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| {
-        ShimError::Spawn {
-            path: binary.to_path_buf(),
-            source: e.into(),
-        }
-    })?;
-    let wfd = w.as_raw_fd();
     // With BERTH_TIMING=1 the shim's (and the runtime's) stage marks join berthd's stderr.
     let stderr = if berth_runtime::timing::enabled() {
         Stdio::inherit()
     } else {
         Stdio::null()
     };
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::null())
+    cmd.arg("--ready-fd")
+        .arg("1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(stderr);
-    use std::os::unix::process::CommandExt;
-    // SAFETY: between fork and exec the closure only calls dup2, which is async-signal-safe;
-    // it allocates nothing and takes no locks. dup2 clears CLOEXEC on the new fd 3.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::dup2(wfd, 3) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
     let mut child = cmd.spawn().map_err(|e| ShimError::Spawn {
         path: binary.to_path_buf(),
         source: e,
     })?;
-    drop(w);
-    let line = read_line(r);
+    let line = child
+        .stdout
+        .take()
+        .and_then(|out| read_line(OwnedFd::from(out)));
     // The shim forks and its first process exits at once.
     let _ = child.wait();
     let line = line.ok_or(ShimError::NoAnswer)?;

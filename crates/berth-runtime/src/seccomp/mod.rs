@@ -181,6 +181,12 @@ pub fn compile(s: &LinuxSeccomp) -> Result<Program, SeccompError> {
         action: s.default_action(),
         source,
     })?;
+    // A binary tree on the syscall number instead of libseccomp's default linear chain: the
+    // kernel runs the filter once per syscall number when it is installed (to build its
+    // always-allowed cache) and on every syscall after; with Docker's default profile the tree
+    // costs 0.27 ms to install against 0.65 ms, on every container start. Level 2 needs
+    // libseccomp 2.5; older ones keep the chain.
+    let _ = ctx.set_ctl_optimize(2);
     for arch in s.architectures().iter().flatten() {
         if let Some(arch) = scmp_arch(*arch) {
             // An architecture this libseccomp cannot filter (e.g. loongarch64 before 2.6) is

@@ -148,6 +148,7 @@ fn main() {
     } else {
         None
     };
+    let ready = ready.map(off_stdio);
     // Leave berthd's process tree and session: berthd may die, the shim goes on.
     // SAFETY: single-threaded here; the child continues with a copy of this thread only.
     match unsafe { libc::fork() } {
@@ -168,6 +169,28 @@ fn main() {
         }
     };
     std::process::exit(code);
+}
+
+/// A ready fd on a standard descriptor (berthd passes its stdout: a spawn without a pre-exec
+/// step is a vfork, not a fork of the whole daemon) moves above 2, and /dev/null takes its
+/// number: fds 0-2 are the process's stdio later, and nothing else may write into the line.
+fn off_stdio(fd: OwnedFd) -> OwnedFd {
+    let n = fd.as_raw_fd();
+    if n > 2 {
+        return fd;
+    }
+    let Ok(moved) = rustix::io::fcntl_dupfd_cloexec(&fd, 3) else {
+        return fd;
+    };
+    match berth_runtime::sys::open(Path::new("/dev/null"), libc::O_RDWR, 0) {
+        Ok(null) => {
+            // dup2 onto the old number closes our copy of the pipe there.
+            let _ = dup_onto(null.as_raw_fd(), n);
+            std::mem::forget(fd);
+        }
+        Err(_) => drop(fd),
+    }
+    moved
 }
 
 fn report(fd: Option<&OwnedFd>, v: &Ready) {
