@@ -108,6 +108,7 @@ if [[ -n $memcg_kind ]]; then
     mkdir -p "$cg_cmp"
     [[ $memcg_kind == v2 ]] && echo +memory >"$cg_cmp/cgroup.subtree_control"
 fi
+work_cg=/berth-compare-work-$$ # berth's cgroup parent in the work step (see work_in)
 cg_of() { [[ -n $cg_cmp ]] && echo "$cg_cmp/$1"; return 0; } # PEER → its memory cgroup, if any
 declare -A up=() # peer → "1" once it answers
 daemon_pids=()
@@ -142,6 +143,8 @@ cleanup() {
     nft list table inet berth_cmpb0 >/dev/null 2>&1 && nft delete table inet berth_cmpb0
     grep -o " ${work}[^ ]*" /proc/self/mountinfo | sort -r | while read -r m; do umount -l "$m" 2>/dev/null; done
     [[ -n $cg_cmp ]] && memcg_remove "$cg_cmp"
+    # The work step's cgroup parent, in every hierarchy (empty once berthd stopped).
+    for d in /sys/fs/cgroup/*"$work_cg" /sys/fs/cgroup"$work_cg"; do [[ -d $d ]] && rmdir "$d" 2>/dev/null; done
     rm -rf --one-file-system "$work"
 }
 trap cleanup EXIT
@@ -560,6 +563,10 @@ if ! skipped work; then
                 : >"$work/vm/work.log"
                 timeout $((vm_limit * 20)) "${qemu_argv[@]}" >/dev/null 2>>"$log"
                 grep -a "^BENCH-$k" "$work/vm/work.log" | sed 's/^BENCH-//' | tr -d '\r' ;;
+            # berth's under a cgroup parent of their own: in /berth (the default, as Docker's
+            # /docker) they would share one CPU weight with the containers of every other berthd
+            # on the machine (test suites), while the host's runs compete as single tasks.
+            berth) ${cli[$p]} run --rm --network none --cgroup-parent "$work_cg" "${tools_img[$p]}" /work "$k" "${a[@]}" ;;
             *) ${cli[$p]} run --rm --network none "${tools_img[$p]}" /work "$k" "${a[@]}" ;;
         esac
     }
