@@ -1149,7 +1149,8 @@ impl Daemon {
         // directory, the rootfs mount and the files go in the background (a crash meanwhile
         // leaves a directory that is in no record: the next start deletes it).
         let quota_key = crate::quota::container_key(&rec.id);
-        tokio::task::spawn_blocking(move || {
+        let d2 = d.clone();
+        d2.containers.janitor.run(move || {
             let _ = std::fs::remove_dir_all(d.containers.shim_dir(&id));
             if let Ok(cid) = ContainerId::new(&id) {
                 let _ = d.containers.snapshotter.unmount(&cid, true);

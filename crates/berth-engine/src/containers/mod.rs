@@ -6,6 +6,7 @@
 pub mod archive;
 pub mod exec;
 pub mod health;
+pub mod janitor;
 pub mod lifecycle;
 pub mod prestart;
 pub mod shim;
@@ -221,6 +222,8 @@ pub struct Containers {
     bpf_cache: Mutex<HashMap<[u8; 32], Arc<Vec<u8>>>>,
     /// Pre-started containers for `run --rm` done again and again.
     pub prestart: prestart::Pool,
+    /// Removed containers' teardown, at the lowest priority.
+    pub janitor: janitor::Janitor,
 }
 
 /// Docker's default seccomp profile (policy is data: see profiles/README.md).
@@ -288,6 +291,7 @@ impl Containers {
             seccomp_cache: Mutex::new(HashMap::new()),
             bpf_cache: Mutex::new(HashMap::new()),
             prestart: prestart::Pool::new(config.prestart),
+            janitor: janitor::Janitor::default(),
         })
     }
 
