@@ -252,7 +252,7 @@ impl ImageIndex {
 
     /// Layers recorded but used by no image, children before parents.
     pub fn unused_layers(&self) -> Result<Vec<Digest>, IndexError> {
-        let mut stmt = self.conn.prepare(
+        let mut stmt = self.conn.prepare_cached(
             "SELECT chain_id FROM layers l
              WHERE NOT EXISTS (SELECT 1 FROM image_layers il WHERE il.chain_id = l.chain_id)
                AND NOT EXISTS (SELECT 1 FROM layers c WHERE c.parent = l.chain_id)
@@ -340,7 +340,7 @@ impl ImageIndex {
     pub fn images(&self) -> Result<Vec<ImageRecord>, IndexError> {
         let mut stmt = self
             .conn
-            .prepare("SELECT id FROM images ORDER BY added_at DESC, id")?;
+            .prepare_cached("SELECT id FROM images ORDER BY added_at DESC, id")?;
         let ids: Vec<String> = stmt
             .query_map([], |r| r.get(0))?
             .collect::<Result<_, _>>()?;
@@ -462,7 +462,7 @@ impl ImageIndex {
     pub fn tags_of(&self, image: &Digest) -> Result<Vec<Reference>, IndexError> {
         let mut stmt = self
             .conn
-            .prepare("SELECT reference FROM tags WHERE image_id = ?1 ORDER BY reference")?;
+            .prepare_cached("SELECT reference FROM tags WHERE image_id = ?1 ORDER BY reference")?;
         let rows = stmt.query_map([image.to_string()], |r| r.get::<_, String>(0))?;
         let mut out = Vec::new();
         for r in rows {
@@ -482,11 +482,8 @@ impl ImageIndex {
         let key = reference.docker_ref().to_string();
         let id: Option<String> = self
             .conn
-            .query_row(
-                "SELECT image_id FROM tags WHERE reference = ?1",
-                [&key],
-                |r| r.get(0),
-            )
+            .prepare_cached("SELECT image_id FROM tags WHERE reference = ?1")?
+            .query_row([&key], |r| r.get(0))
             .optional()?;
         if let Some(id) = id {
             return load_image(&self.conn, &id);
@@ -521,7 +518,7 @@ impl ImageIndex {
             return Err(IndexError::NotFound(prefix.to_string()));
         }
         let pattern = format!("sha256:{hex}");
-        let mut stmt = self.conn.prepare(
+        let mut stmt = self.conn.prepare_cached(
             "SELECT id FROM images WHERE substr(id, 1, length(?1)) = ?1 ORDER BY id LIMIT 2",
         )?;
         let ids: Vec<String> = stmt
@@ -594,7 +591,7 @@ impl ImageIndex {
     pub fn users_of(&self, image: &Digest) -> Result<Vec<String>, IndexError> {
         let mut stmt = self
             .conn
-            .prepare("SELECT user FROM image_users WHERE image_id = ?1 ORDER BY user")?;
+            .prepare_cached("SELECT user FROM image_users WHERE image_id = ?1 ORDER BY user")?;
         let rows = stmt.query_map([image.to_string()], |r| r.get::<_, String>(0))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
@@ -607,8 +604,8 @@ impl ImageIndex {
             return Err(IndexError::NotFound(id.to_string()));
         }
         let users: Vec<String> = {
-            let mut stmt =
-                tx.prepare("SELECT user FROM image_users WHERE image_id = ?1 ORDER BY user")?;
+            let mut stmt = tx
+                .prepare_cached("SELECT user FROM image_users WHERE image_id = ?1 ORDER BY user")?;
             let rows = stmt.query_map([id.to_string()], |r| r.get::<_, String>(0))?;
             rows.collect::<Result<_, _>>()?
         };
@@ -619,8 +616,9 @@ impl ImageIndex {
             });
         }
         let untagged: Vec<String> = {
-            let mut stmt =
-                tx.prepare("SELECT reference FROM tags WHERE image_id = ?1 ORDER BY reference")?;
+            let mut stmt = tx.prepare_cached(
+                "SELECT reference FROM tags WHERE image_id = ?1 ORDER BY reference",
+            )?;
             let rows = stmt.query_map([id.to_string()], |r| r.get::<_, String>(0))?;
             rows.collect::<Result<_, _>>()?
         };
@@ -653,9 +651,9 @@ impl ImageIndex {
 impl ImageIndex {
     /// Every recorded layer, sorted by chain id.
     pub fn all_layers(&self) -> Result<Vec<LayerRecord>, IndexError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT chain_id, diff_id, parent, size FROM layers ORDER BY chain_id")?;
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT chain_id, diff_id, parent, size FROM layers ORDER BY chain_id",
+        )?;
         let rows = stmt.query_map([], |r| {
             Ok((
                 r.get::<_, String>(0)?,
@@ -681,7 +679,7 @@ impl ImageIndex {
     pub fn layer_children(&self, chain_id: &Digest) -> Result<Vec<Digest>, IndexError> {
         let mut stmt = self
             .conn
-            .prepare("SELECT chain_id FROM layers WHERE parent = ?1 ORDER BY chain_id")?;
+            .prepare_cached("SELECT chain_id FROM layers WHERE parent = ?1 ORDER BY chain_id")?;
         let rows = stmt.query_map([chain_id.to_string()], |r| r.get::<_, String>(0))?;
         let mut out = Vec::new();
         for r in rows {
@@ -694,7 +692,7 @@ impl ImageIndex {
     pub fn all_users(&self) -> Result<Vec<(String, Digest)>, IndexError> {
         let mut stmt = self
             .conn
-            .prepare("SELECT user, image_id FROM image_users ORDER BY user, image_id")?;
+            .prepare_cached("SELECT user, image_id FROM image_users ORDER BY user, image_id")?;
         let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
         let mut out = Vec::new();
         for r in rows {
@@ -730,7 +728,7 @@ impl ImageIndex {
     pub fn broken_images(&self) -> Result<Vec<(Digest, String)>, IndexError> {
         let mut stmt = self
             .conn
-            .prepare("SELECT image_id, reason FROM image_broken ORDER BY image_id")?;
+            .prepare_cached("SELECT image_id, reason FROM image_broken ORDER BY image_id")?;
         let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
         let mut out = Vec::new();
         for r in rows {
@@ -742,8 +740,9 @@ impl ImageIndex {
 }
 
 fn image_layers(conn: &Connection, id: &str) -> Result<Vec<Digest>, IndexError> {
-    let mut stmt =
-        conn.prepare("SELECT chain_id FROM image_layers WHERE image_id = ?1 ORDER BY position")?;
+    let mut stmt = conn.prepare_cached(
+        "SELECT chain_id FROM image_layers WHERE image_id = ?1 ORDER BY position",
+    )?;
     let rows = stmt.query_map([id], |r| r.get::<_, String>(0))?;
     let mut out = Vec::new();
     for r in rows {
@@ -754,19 +753,18 @@ fn image_layers(conn: &Connection, id: &str) -> Result<Vec<Digest>, IndexError> 
 
 fn load_image(conn: &Connection, id: &str) -> Result<Option<ImageRecord>, IndexError> {
     let row = conn
-        .query_row(
+        .prepare_cached(
             "SELECT id, manifest_digest, created, size, added_at FROM images WHERE id = ?1",
-            [id],
-            |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, Option<String>>(1)?,
-                    r.get::<_, Option<String>>(2)?,
-                    r.get::<_, i64>(3)?,
-                    r.get::<_, i64>(4)?,
-                ))
-            },
-        )
+        )?
+        .query_row([id], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, Option<String>>(1)?,
+                r.get::<_, Option<String>>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, i64>(4)?,
+            ))
+        })
         .optional()?;
     let Some((id, manifest, created, size, added_at)) = row else {
         return Ok(None);

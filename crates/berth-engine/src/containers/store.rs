@@ -113,10 +113,12 @@ impl Store {
     pub fn insert(&self, r: &Record) -> Result<(), StoreError> {
         let json = encode(r)?;
         let db = self.conn();
-        match db.execute(
-            "INSERT INTO containers (id, name, image_id, record) VALUES (?1, ?2, ?3, ?4)",
-            params![r.id, r.name, r.image_id, json],
-        ) {
+        let done = db
+            .prepare_cached(
+                "INSERT INTO containers (id, name, image_id, record) VALUES (?1, ?2, ?3, ?4)",
+            )
+            .and_then(|mut st| st.execute(params![r.id, r.name, r.image_id, json]));
+        match done {
             Ok(_) => Ok(()),
             Err(e) => Err(name_conflict(&db, e, &r.name)),
         }
@@ -126,10 +128,10 @@ impl Store {
     pub fn update(&self, r: &Record) -> Result<(), StoreError> {
         let json = encode(r)?;
         let db = self.conn();
-        match db.execute(
-            "UPDATE containers SET name = ?2, record = ?3 WHERE id = ?1",
-            params![r.id, r.name, json],
-        ) {
+        let done = db
+            .prepare_cached("UPDATE containers SET name = ?2, record = ?3 WHERE id = ?1")
+            .and_then(|mut st| st.execute(params![r.id, r.name, json]));
+        match done {
             Ok(_) => Ok(()),
             Err(e) => Err(name_conflict(&db, e, &r.name)),
         }
@@ -137,14 +139,15 @@ impl Store {
 
     pub fn delete(&self, id: &str) -> Result<(), StoreError> {
         self.conn()
-            .execute("DELETE FROM containers WHERE id = ?1", params![id])?;
+            .prepare_cached("DELETE FROM containers WHERE id = ?1")?
+            .execute(params![id])?;
         Ok(())
     }
 
     /// Every record, oldest first.
     pub fn all(&self) -> Result<Vec<Record>, StoreError> {
         let db = self.conn();
-        let mut st = db.prepare("SELECT id, record FROM containers ORDER BY rowid")?;
+        let mut st = db.prepare_cached("SELECT id, record FROM containers ORDER BY rowid")?;
         let rows = st.query_map([], |row| {
             Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
         })?;

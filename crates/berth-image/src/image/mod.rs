@@ -184,7 +184,13 @@ pub struct ImageStore {
     /// Held while an image is registered, so two registrations never interleave their layer and
     /// index writes.
     register: Mutex<()>,
+    /// Parsed configs and manifests by their digests: blobs never change, and every create of a
+    /// container read and parsed both.
+    parsed: Mutex<std::collections::HashMap<(Digest, Digest), (ImageConfig, Manifest)>>,
 }
+
+/// At most this many parsed (config, manifest) pairs are kept.
+const PARSED_MAX: usize = 64;
 
 impl ImageStore {
     /// Opens (creating if needed) the store under the data root: `blobs/`, `layers/`, `tmp/` and
@@ -201,6 +207,7 @@ impl ImageStore {
             layers,
             index: Mutex::new(index),
             register: Mutex::new(()),
+            parsed: Mutex::new(std::collections::HashMap::new()),
         })
     }
 
@@ -243,12 +250,26 @@ impl ImageStore {
     }
 
     fn load(&self, record: ImageRecord) -> Result<Image, ImageError> {
-        let config = parse_config(&record.id, &self.content.read(&record.id)?)?;
         let md = record
             .manifest_digest
             .clone()
             .ok_or_else(|| ImageError::NoManifest(record.id.clone()))?;
-        let manifest = parse_manifest(&md, &self.content.read(&md)?)?;
+        let key = (record.id.clone(), md);
+        let cached = self.parsed.lock().ok().and_then(|p| p.get(&key).cloned());
+        let (config, manifest) = match cached {
+            Some(pair) => pair,
+            None => {
+                let config = parse_config(&record.id, &self.content.read(&record.id)?)?;
+                let manifest = parse_manifest(&key.1, &self.content.read(&key.1)?)?;
+                if let Ok(mut p) = self.parsed.lock() {
+                    if p.len() >= PARSED_MAX {
+                        p.clear();
+                    }
+                    p.insert(key, (config.clone(), manifest.clone()));
+                }
+                (config, manifest)
+            }
+        };
         let (tags, repo_digests) = {
             let index = self.index()?;
             (
