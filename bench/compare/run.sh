@@ -202,8 +202,9 @@ start_docker() {
     command -v dockerd >/dev/null || { echo "dockerd not installed"; return 1; }
     # Its bridge made here on a subnet of its own, and --iptables=false: the host's firewall is
     # not touched (published ports go through docker-proxy).
-    { ip link add cmpd0 type bridge && made_links+=(cmpd0) && ip addr add 10.217.0.1/16 dev cmpd0 \
-        && ip link set cmpd0 up; } || { echo "cannot make the bridge cmpd0"; return 1; }
+    ip link show cmpd0 >/dev/null 2>&1 \
+        || { ip link add cmpd0 type bridge && made_links+=(cmpd0) && ip addr add 10.217.0.1/16 dev cmpd0 \
+            && ip link set cmpd0 up; } || { echo "cannot make the bridge cmpd0"; return 1; }
     (memcg_join "$(cg_of docker)" && exec dockerd --data-root "$work/docker" --exec-root "$work/docker-exec" \
         -H "unix://$work/docker.sock" --pidfile "$work/docker.pid" --bridge=cmpd0 --iptables=false \
         --ip6tables=false --default-address-pool base=10.219.0.0/16,size=24) >>"$log" 2>&1 &
@@ -470,6 +471,48 @@ density() {
     say "$p: $started of $count idle instances in $(((t1 - t0) / 1000000)) ms; MemAvailable drop $(((mem0 - mem1) / 1024)) MB$(
         [[ $ch0 != null ]] && echo "; charged $(((ch1 - ch0 + chx) / 1024)) MB")"
 }
+# dockerd 20.10 here has twice stopped answering in the middle of `rm -f` of its 1000 idle
+# containers (no progress for many minutes, all its threads idle). Removal is watched: with no
+# container gone for DOCKER_STALL_S seconds, dockerd, its containerd, shims and containers are
+# killed, and a fresh dockerd (new data root) takes over for the later steps; reported as a failure.
+remove_docker_watched() {
+    local left last_left=-1 still=0 xp
+    ${cli[docker]} ps -aq | xargs -r -n 100 ${cli[docker]} rm -f >/dev/null 2>>"$log" &
+    xp=$!
+    while kill -0 "$xp" 2>/dev/null; do
+        sleep 5
+        left=$(timeout 20 ${cli[docker]} ps -aq 2>/dev/null | wc -l) || left=$last_left
+        if [[ $left == "$last_left" ]]; then still=$((still + 5)); else still=0 last_left=$left; fi
+        if ((still >= ${DOCKER_STALL_S:-120})); then
+            fail density docker "dockerd stopped answering rm -f with $left of ${n_idle[docker]} idle containers left (nothing removed for $still s): killed it with its containerd, shims and containers; a fresh dockerd took over"
+            kill "$xp" 2>/dev/null || true
+            docker_replace
+            break
+        fi
+    done
+    wait "$xp" 2>/dev/null || true
+}
+docker_replace() { # kills this run's dockerd and everything it started; starts a fresh one
+    local pid c
+    pid=$(cat "$work/docker.pid" 2>/dev/null) && { kill -9 "$pid" 2>/dev/null || true; }
+    pkill -9 -f "containerd --config $work/docker-exec/" 2>/dev/null || true
+    pkill -9 -f "containerd-shim-runc-v2 .*$work/" 2>/dev/null || true
+    # Its containers' processes, by their cgroup (dockerd's cgroupfs driver: /docker/<id>).
+    for c in /sys/fs/cgroup/pids/docker/*/cgroup.procs /sys/fs/cgroup/unified/docker/*/cgroup.procs \
+        /sys/fs/cgroup/docker/*/cgroup.procs; do
+        if [[ -f $c ]]; then xargs -r kill -9 <"$c" 2>/dev/null || true; fi
+    done
+    sleep 1
+    for c in /sys/fs/cgroup/*/docker/*/ /sys/fs/cgroup/docker/*/; do
+        if [[ -d $c ]]; then rmdir "$c" 2>/dev/null || true; fi
+    done
+    grep -o " $work/docker[^ ]*" /proc/self/mountinfo | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
+    rm -rf --one-file-system "$work/docker" "$work/docker-exec"
+    if ! { start_docker >>"$log" 2>&1 && import_images docker >>"$log" 2>&1; }; then
+        up[docker]=""
+        fail density docker "the fresh dockerd did not start: $(tail -2 "$log")"
+    fi
+}
 remove_all() { # PEER — removes its idle instances, times it (reported as a side note)
     local p=$1 t0 t1
     t0=$(date +%s%N)
@@ -478,7 +521,11 @@ remove_all() { # PEER — removes its idle instances, times it (reported as a si
             # podman's rm -f stops with a 10 s grace period unless told otherwise (-t 0)
             local t=()
             [[ $p == podman ]] && t=(-t 0)
-            ${cli[$p]} ps -aq | xargs -r -n 100 ${cli[$p]} rm -f "${t[@]}" >/dev/null 2>>"$log" || true ;;
+            if [[ $p == docker ]]; then
+                remove_docker_watched
+            else
+                ${cli[$p]} ps -aq | xargs -r -n 100 ${cli[$p]} rm -f "${t[@]}" >/dev/null 2>>"$log" || true
+            fi ;;
         crun)
             crun --root "$work/crun-root" list -q 2>/dev/null | while read -r c; do
                 crun --root "$work/crun-root" delete --force "$c" >/dev/null 2>&1
