@@ -782,7 +782,8 @@ fn commit_diff_and_export() -> Result<()> {
         BB,
         "sh",
         "-c",
-        "echo data > /tmp/added; rm /etc/group; echo x >> /etc/passwd; sleep 300",
+        // /tmp/added last: the test waits for it, then expects every change.
+        "rm /etc/group; echo x >> /etc/passwd; echo data > /tmp/added; sleep 300",
     ])?;
     ensure!(
         wait_until(Duration::from_secs(20), || d

@@ -129,5 +129,15 @@ async fn run() -> Result<()> {
         .context("serve the API")?;
     let _ = std::fs::remove_file(&socket);
     daemon.discard_all_warm();
+    // Removed containers' mounts and files still queued go before we do.
+    if !daemon
+        .containers
+        .janitor
+        .drain(std::time::Duration::from_secs(20))
+    {
+        tracing::warn!(
+            "teardown of removed containers still running at exit: the next start finishes it"
+        );
+    }
     Ok(())
 }

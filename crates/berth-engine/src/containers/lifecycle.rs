@@ -1307,6 +1307,7 @@ impl Daemon {
         let pid = e.warm_pid.swap(0, std::sync::atomic::Ordering::SeqCst);
         // The shim reaps its init only after it died: until then the pid is the init's.
         if let Some(p) = rustix::process::Pid::from_raw(pid).filter(|_| pid > 1) {
+            unnice(pid);
             let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
         }
         self.net_down(e);
@@ -1660,8 +1661,9 @@ fn write_etc_files(dir: &Path, rec: &Record) -> std::io::Result<()> {
 }
 
 /// Gives a pre-started container's init and its shim (the init's parent) berthd's own
-/// priority back: they were made at nice 19 (`make_warm`).
-fn unnice(init: i32) {
+/// priority back: they were made at nice 19 (`make_warm`). Also before such a container is
+/// killed: at nice 19 its shim could wait long for the CPU to reap it and go.
+pub(crate) fn unnice(init: i32) {
     let ours = rustix::process::getpriority_process(None).unwrap_or(0);
     let shim = std::fs::read_to_string(format!("/proc/{init}/stat"))
         .ok()

@@ -273,6 +273,10 @@ impl Containers {
             std::thread::spawn(move || {
                 for name in orphans {
                     if let Ok(c) = berth_runtime::Container::load(&state_root, &name) {
+                        // A pre-started one runs at nice 19: its shim would wait for the CPU.
+                        if c.state.pid > 1 && c.init_alive() {
+                            lifecycle::unnice(c.state.pid);
+                        }
                         let _ = c.delete(true);
                     }
                     let _ = std::fs::remove_dir_all(shims_root.join(&name[..12]));
