@@ -54,7 +54,8 @@ mkdir -p "$work/berth/b"
 cp -a "$rootfs" "$work/berth/b/rootfs"
 jq '.process.args = ["sleep", "100000"]' "$repo/scripts/config.template.json" >"$work/berth/b/config.json"
 for i in $(seq 1 "$n"); do
-    "$shim" --id "mem$$-$i" --bundle "$work/berth/b" --state-root "$work/berth/state" \
+    # The malloc setting berthd gives its shims (containers/shim.rs: no per-thread cache).
+    GLIBC_TUNABLES=glibc.malloc.tcache_count=0 "$shim" --id "mem$$-$i" --bundle "$work/berth/b" --state-root "$work/berth/state" \
         --dir "$work/berth/s$i" --log "$work/berth/l$i.log" 3>"$work/berth/ready$i"
     # The launcher returns at once; the detached shim writes its ready line when the
     # container runs.

@@ -121,6 +121,7 @@ pub fn run_ready(mut cmd: Command, binary: &Path) -> Result<i32, ShimError> {
     } else {
         Stdio::null()
     };
+    cmd.env("GLIBC_TUNABLES", shim_tunables());
     cmd.arg("--ready-fd")
         .arg("1")
         .stdin(Stdio::null())
@@ -146,6 +147,19 @@ pub fn run_ready(mut cmd: Command, binary: &Path) -> Result<i32, ShimError> {
         .and_then(|p| p.as_i64())
         .map(|p| p as i32)
         .ok_or(ShimError::Protocol(line))
+}
+
+/// The shim's malloc settings: no per-thread cache. The cache keeps up to 7 freed chunks of
+/// every small size, and after setting a container up those pinned a shim's heap pages for the
+/// container's life (freed chunks in the cache count as in use: `malloc_trim` cannot give them
+/// back): ~100 KiB resident per idle container instead of ~40. Whatever else the daemon was
+/// given is kept.
+fn shim_tunables() -> String {
+    const NO_TCACHE: &str = "glibc.malloc.tcache_count=0";
+    match std::env::var("GLIBC_TUNABLES") {
+        Ok(t) if !t.is_empty() => format!("{t}:{NO_TCACHE}"),
+        _ => NO_TCACHE.to_string(),
+    }
 }
 
 /// Reads up to the first newline (not to EOF: the container's init may hold the pipe).

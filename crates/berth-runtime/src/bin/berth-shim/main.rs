@@ -285,6 +285,42 @@ impl Stdio {
 }
 
 fn run(a: &Args, ready: Option<OwnedFd>) -> Result<i32, Fail> {
+    let (shim, oom_before, ready) = match setup(a, ready)? {
+        Setup::Serve {
+            shim,
+            oom_before,
+            ready,
+        } => (*shim, oom_before, ready),
+        Setup::Done(code) => return Ok(code),
+    };
+    report(ready.as_ref(), &Ready::Pid { pid: shim.pid });
+    drop(ready);
+    // Setting up used stack and heap that are free now: give them back, the shim stays small
+    // for the process's whole life.
+    release_stack();
+    // SAFETY: malloc_trim only releases free memory at the top of the heap and in free chunks.
+    unsafe { libc::malloc_trim(0) };
+    finish(a, shim, oom_before);
+    Ok(0)
+}
+
+/// What setting up ended with.
+enum Setup {
+    /// The process runs (or waits for its start): serve it.
+    Serve {
+        shim: Box<Shim>,
+        oom_before: Option<u64>,
+        ready: Option<OwnedFd>,
+    },
+    /// Already over (an exec process that could not start): the shim's exit code.
+    Done(i32),
+}
+
+/// Creates the container (or loads the exec process's), its stdio, log and socket. Not inlined:
+/// creating a container takes a deep stack (its frame alone is ~12 KiB) that must be popped
+/// before the event loop runs, so that [`release_stack`] can give those pages back.
+#[inline(never)]
+fn setup(a: &Args, ready: Option<OwnedFd>) -> Result<Setup, Fail> {
     let fail = |ready: Option<OwnedFd>, e: String| -> Fail { (ready, e) };
     if let Err(e) = std::fs::create_dir_all(&a.dir) {
         return Err(fail(
@@ -367,7 +403,7 @@ fn run(a: &Args, ready: Option<OwnedFd>) -> Result<i32, Fail> {
                     report(ready.as_ref(), &Ready::Error { error: e });
                     drop(ready);
                     finish(a, shim, None);
-                    return Ok(1);
+                    return Ok(Setup::Done(1));
                 }
             }
             (shim, None)
@@ -380,15 +416,11 @@ fn run(a: &Args, ready: Option<OwnedFd>) -> Result<i32, Fail> {
             }
         },
     };
-    report(ready.as_ref(), &Ready::Pid { pid: shim.pid });
-    drop(ready);
-    // Setting up used stack and heap that are free now: give them back, the shim stays small
-    // for the process's whole life.
-    release_stack();
-    // SAFETY: malloc_trim only releases free memory at the top of the heap and in free chunks.
-    unsafe { libc::malloc_trim(0) };
-    finish(a, shim, oom_before);
-    Ok(0)
+    Ok(Setup::Serve {
+        shim: Box::new(shim),
+        oom_before,
+        ready,
+    })
 }
 
 /// Gives back the stack pages that setup touched below the event loop's frames: creating a
@@ -408,11 +440,11 @@ fn release_stack() {
     };
     let marker = 0u8;
     let sp = std::ptr::addr_of!(marker) as usize;
-    // Well below this frame, so neither this function's callees nor the red zone are touched.
-    let high = sp.saturating_sub(16 * 1024) & !0xfff;
+    // Below this frame by more than its only callee (the madvise wrapper) and the red zone use.
+    let high = sp.saturating_sub(4 * 1024) & !0xfff;
     if high > low {
         // SAFETY: [low, high) lies inside our own stack mapping, entirely below the current stack
-        // pointer (by 16 KiB), where no live frame or data can be; MADV_DONTNEED only drops
+        // pointer (by 4 KiB or more), where no live frame or data can be; MADV_DONTNEED only drops
         // those pages, and a later touch maps zeroed ones.
         unsafe { libc::madvise(low as *mut libc::c_void, high - low, libc::MADV_DONTNEED) };
     }
