@@ -24,7 +24,7 @@
 #                                        builds berth in release)
 # Env:   N=1000 (idle containers per engine; N_BERTH, N_DOCKER, N_PODMAN, N_CRUN override)
 #        VM_N=10 RUNS=20 ROUNDS=2 VM_RUNS=20 HTTP_RUNS=10 IDLE_SECS=10 KVM_TIMEOUT=20
-#        WORK_ROUNDS=7 CPU_ITER=100000000 CPU_REPS=3 MEM_MIB=128 MEM_REPS=5 SECS=3 TPUT_ROUNDS=3
+#        WORK_ROUNDS=9 CPU_ITER=100000000 CPU_REPS=3 MEM_MIB=128 MEM_REPS=40 SECS=3 TPUT_ROUNDS=3
 #        PEERS="berth docker podman crun vm"  SKIP="start http density work net"  BUILD=0
 #        DENSITY_NET=none (or "default": idle containers on each engine's default network)
 # Traffic stays on loopback and in namespaces made here. Everything started is removed on exit,
@@ -52,11 +52,11 @@ vm_runs=${VM_RUNS:-20}
 http_runs=${HTTP_RUNS:-10}
 idle_secs=${IDLE_SECS:-10}
 kvm_timeout=${KVM_TIMEOUT:-20}
-work_rounds=${WORK_ROUNDS:-7}
+work_rounds=${WORK_ROUNDS:-9}
 cpu_iter=${CPU_ITER:-100000000}
 cpu_reps=${CPU_REPS:-3}
 mem_mib=${MEM_MIB:-128}
-mem_reps=${MEM_REPS:-5}
+mem_reps=${MEM_REPS:-40}
 secs=${SECS:-3}
 tput_rounds=${TPUT_ROUNDS:-3}
 peers=${PEERS:-berth docker podman crun vm}

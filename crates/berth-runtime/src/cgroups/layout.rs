@@ -219,6 +219,15 @@ fn unescape(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// The controllers (and `name=` of a named hierarchy) in a v1 cgroup mount's options.
+pub(super) fn v1_controllers_of(superopts: &str) -> Vec<String> {
+    superopts
+        .split(',')
+        .filter(|o| V1_CONTROLLERS.contains(o) || o.starts_with("name="))
+        .map(str::to_string)
+        .collect()
+}
+
 /// The cgroup mounts in a mountinfo text, mount points placed below `prefix` when given.
 pub(super) fn parse_mountinfo(text: &str, prefix: Option<&Path>) -> Vec<CgroupMountInfo> {
     let mut out = Vec::new();
@@ -235,11 +244,7 @@ pub(super) fn parse_mountinfo(text: &str, prefix: Option<&Path>) -> Vec<CgroupMo
         let controllers = match fstype {
             "cgroup2" => None,
             "cgroup" => {
-                let c: Vec<String> = superopts
-                    .split(',')
-                    .filter(|o| V1_CONTROLLERS.contains(o) || o.starts_with("name="))
-                    .map(str::to_string)
-                    .collect();
+                let c = v1_controllers_of(superopts);
                 if c.is_empty() {
                     continue;
                 }

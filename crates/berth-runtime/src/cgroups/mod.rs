@@ -27,6 +27,7 @@ pub mod devices_bpf;
 mod files;
 mod layout;
 mod oom;
+mod statmount;
 mod stats;
 mod v1;
 mod v2;
@@ -193,9 +194,14 @@ impl Cgroup {
     /// `/<expanded slice>/<prefix>-<name>.scope` (no systemd is asked; the path is used on
     /// cgroupfs directly).
     pub fn new(cgroups_path: Option<&str>, id: &str, systemd: bool) -> Result<Self, CgroupError> {
-        let mountinfo = read_proc("/proc/self/mountinfo")?;
         let own = read_proc("/proc/self/cgroup")?;
-        Self::from_parts(&mountinfo, &own, None, cgroups_path, id, systemd)
+        // Asking the kernel for the cgroup mounts alone does not grow with the number of mounts
+        // (every container adds one); mountinfo is the fallback.
+        let mounts = match statmount::cgroup_mounts() {
+            Some(m) => m,
+            None => layout::parse_mountinfo(&read_proc("/proc/self/mountinfo")?, None),
+        };
+        Self::from_mounts(mounts, &own, cgroups_path, id, systemd)
     }
 
     /// Like [`Cgroup::new`], from the text of a `mountinfo` and a `/proc/<pid>/cgroup` file, with
@@ -210,6 +216,16 @@ impl Cgroup {
         systemd: bool,
     ) -> Result<Self, CgroupError> {
         let mounts = layout::parse_mountinfo(mountinfo, root_prefix);
+        Self::from_mounts(mounts, proc_cgroup, cgroups_path, id, systemd)
+    }
+
+    fn from_mounts(
+        mounts: Vec<layout::CgroupMountInfo>,
+        proc_cgroup: &str,
+        cgroups_path: Option<&str>,
+        id: &str,
+        systemd: bool,
+    ) -> Result<Self, CgroupError> {
         let own = layout::parse_proc_cgroup(proc_cgroup);
         let wanted = layout::resolve_path(cgroups_path, id, systemd)?;
         let layout = Layout::resolve(&mounts, &own, &wanted)?;
