@@ -303,7 +303,13 @@ fn run_build(
 ) -> Result<(), EngineError> {
     berth_runtime::timing::mark("build: begin");
     let dir = d.builds.new_dir()?;
-    context::extract(body, &dir.context()).map_err(|e| match e {
+    let mut body = body;
+    let extracted = context::extract(&mut body, &dir.context());
+    // Read what the client still sends after the archive's end (a tar's padding; the rest of a
+    // context that failed to unpack, bounded): an answer that came while it was still writing
+    // would reach it as a broken pipe instead of the error.
+    let _ = std::io::copy(&mut (&mut body).take(4 << 20), &mut std::io::sink());
+    extracted.map_err(|e| match e {
         context::ContextError::Io { .. } => EngineError::internal(e.to_string()),
         e => EngineError::invalid(e.to_string()),
     })?;
